@@ -1,0 +1,87 @@
+"""The app factory: wires every domain's routers onto one FastAPI app."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmdeck import __version__
+from llmdeck.catalog.router import router as catalog_router
+from llmdeck.core.errors import InvalidRequest, LLMDeckError, RateLimited
+from llmdeck.core.settings import Settings, get_settings
+from llmdeck.gateway.router import router as gateway_router
+from llmdeck.identity.router import router as identity_router
+from llmdeck.runtime import Runtime
+from llmdeck.tracing.router import router as tracing_router
+
+_STATUS_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.runtime = Runtime.start(settings)
+        try:
+            yield
+        finally:
+            await app.state.runtime.stop()
+
+    app = FastAPI(
+        title="llmdeck",
+        version=__version__,
+        description="LLMOps platform: REST API (/api) and OpenAI-compatible gateway (/v1).",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    for router in (identity_router, catalog_router, tracing_router, gateway_router):
+        app.include_router(router)
+
+    @app.get("/api/health", operation_id="get_health", tags=["platform"])
+    def health() -> dict[str, str]:
+        """Liveness: answers as soon as the server can serve."""
+        return {"status": "ok", "version": __version__}
+
+    _add_error_handlers(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LLMDeckError)
+    async def llmdeck_error(_: Request, exc: LLMDeckError) -> JSONResponse:
+        headers = {}
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+        param = ".".join(loc) or None
+        message = f"Invalid request: {param + ': ' if param else ''}{first.get('msg')}."
+        error = InvalidRequest(message, param=param, code="invalid_value")
+        return JSONResponse(error.to_dict(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = {
+            "error": {
+                "message": str(exc.detail),
+                "type": _STATUS_TYPES.get(exc.status_code, "api_error"),
+                "param": None,
+                "code": None,
+            }
+        }
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

@@ -1,0 +1,1 @@
+"""Models known to the platform: provider, upstream name, prices, context window, status."""

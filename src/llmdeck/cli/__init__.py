@@ -1,0 +1,1 @@
+"""The `llmdeck` command, composed from each domain's commands."""

@@ -1,0 +1,37 @@
+"""The `llmdeck` command: `llmdeck <noun> <verb>`, composed from each domain's commands."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from llmdeck.catalog.cli import models
+from llmdeck.cli.config import config
+from llmdeck.cli.server import up
+from llmdeck.gateway.cli import chat
+from llmdeck.identity.cli import keys, projects, users
+from llmdeck.tracing.cli import traces
+
+app = typer.Typer(
+    name="llmdeck",
+    help="llmdeck: gateway, tracing, prompts, RAG, evaluation and governance for LLM apps.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(up)
+app.command()(chat)
+app.add_typer(projects, name="projects")
+app.add_typer(users, name="users")
+app.add_typer(keys, name="keys")
+app.add_typer(models, name="models")
+app.add_typer(traces, name="traces")
+app.add_typer(config, name="config")
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,1 @@
+"""Settings, database, ids, errors and the plug-in registry shared by every domain."""

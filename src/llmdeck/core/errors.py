@@ -1,0 +1,95 @@
+"""The one exception tree of llmdeck; third-party errors are translated into it at the edges.
+
+    LLMDeckError                      500  api_error
+    ├── InvalidRequest                400  invalid_request_error   (.param names the field)
+    │   └── ContextWindowExceeded     400  invalid_request_error   (code context_length_exceeded)
+    ├── AuthenticationFailed          401  authentication_error
+    ├── PermissionDenied              403  permission_error
+    ├── NotFound                      404  not_found_error
+    ├── Conflict                      409  conflict_error
+    ├── RateLimited                   429  rate_limit_error        (.retry_after seconds)
+    ├── MissingDependency             500  api_error               (names the pip install)
+    └── UpstreamError                 502  upstream_error
+        └── UpstreamTimeout           504  timeout_error
+
+Every error renders as the OpenAI error object, for the gateway and the REST API alike:
+`{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LLMDeckError(Exception):
+    status_code = 500
+    error_type = "api_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(LLMDeckError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextWindowExceeded(InvalidRequest):
+    def __init__(self, message: str, *, param: str = "messages"):
+        super().__init__(message, param=param, code="context_length_exceeded")
+
+
+class AuthenticationFailed(LLMDeckError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class PermissionDenied(LLMDeckError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class NotFound(LLMDeckError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class Conflict(LLMDeckError):
+    status_code = 409
+    error_type = "conflict_error"
+
+
+class RateLimited(LLMDeckError):
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class MissingDependency(LLMDeckError):
+    """An optional dependency is absent; the message names the `pip install` that fixes it."""
+
+
+class UpstreamError(LLMDeckError):
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    error_type = "timeout_error"

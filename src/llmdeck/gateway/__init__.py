@@ -1,0 +1,1 @@
+"""The OpenAI-compatible surface and the one request pipeline every LLM call goes through."""

@@ -1,0 +1,62 @@
+"""The one request pipeline every LLM call goes through, whichever feature makes it.
+
+A call passes through a chain of stages; each stage is `async (call, next) -> outcome` and
+may act before or after the rest of the chain, or answer without calling it. The built-in
+chain is: record (trace span) -> resolve (catalog, access) -> invoke (provider). Policy,
+guardrails and caching arrive as further stages between resolve and invoke.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from llmdeck.catalog.models import Model
+from llmdeck.core.db import utcnow
+from llmdeck.core.ids import new_span_id, new_trace_id
+from llmdeck.identity.schemas import Principal
+from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult, EmbeddingResult
+
+Outcome = ChatResult | AsyncIterator[ChatChunk] | EmbeddingResult
+Next = Callable[["Call"], Awaitable[Outcome]]
+Stage = Callable[["Call", Next], Awaitable[Outcome]]
+
+
+@dataclass
+class Call:
+    """One LLM call on its way through the pipeline."""
+
+    principal: Principal
+    kind: Literal["chat", "embedding"]
+    alias: str
+    chat: ChatRequest | None = None
+    inputs: list[str] | None = None
+    stream: bool = False
+    source: str = "gateway"
+    trace_id: str = field(default_factory=new_trace_id)
+    span_id: str = field(default_factory=new_span_id)
+    parent_span_id: str | None = None
+    model: Model | None = None
+    started: float = field(default_factory=time.perf_counter)
+    started_at: datetime = field(default_factory=utcnow)
+    # Decisions and facts stages want on the trace (route taken, cache hit, ...).
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    """An ordered chain of stages ending in `terminal`."""
+
+    def __init__(self, stages: Sequence[Stage], terminal: Callable[[Call], Awaitable[Outcome]]):
+        self.stages = list(stages)
+        self.terminal = terminal
+
+    async def run(self, call: Call) -> Outcome:
+        async def step(index: int, current: Call) -> Outcome:
+            if index == len(self.stages):
+                return await self.terminal(current)
+            return await self.stages[index](current, lambda c: step(index + 1, c))
+
+        return await step(0, call)

@@ -1,0 +1,177 @@
+"""The OpenAI-compatible surface: /v1/chat/completions, /v1/embeddings, /v1/models."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
+
+from llmdeck.catalog import service as catalog
+from llmdeck.core.errors import LLMDeckError
+from llmdeck.gateway.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelList,
+)
+from llmdeck.gateway.service import chat_call, embedding_call
+from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
+from llmdeck.identity.schemas import Principal
+from llmdeck.providers.base import ChatChunk
+from llmdeck.runtime import Runtime
+
+router = APIRouter(prefix="/v1", tags=["gateway"])
+TRACE_HEADER = "x-llmdeck-trace-id"
+call_models = requires("builder", "call models")
+
+
+@router.post(
+    "/chat/completions",
+    operation_id="create_chat_completion",
+    response_model=ChatCompletion,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def create_chat_completion(
+    body: ChatCompletionRequest,
+    principal: Principal = Depends(call_models),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """Create a chat completion; with `stream` true, as server-sent events."""
+    call = chat_call(principal, body, source="gateway")
+    headers = {TRACE_HEADER: call.trace_id}
+    created = int(time.time())
+    completion_id = f"chatcmpl-{call.span_id}"
+    if not body.stream:
+        result = await runtime.gateway.chat(call)
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.content},
+                    "finish_reason": result.finish_reason,
+                }
+            ],
+            "usage": _usage(result.input_tokens, result.output_tokens),
+        }
+        return _json_response(payload, headers)
+
+    stream = await runtime.gateway.stream_chat(call)
+    # Pull the first chunk before answering, so that an error the model raises before
+    # producing anything (context window, upstream down) gets its real HTTP status.
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = None
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    events = _sse(stream, first, completion_id, created, body.model, include_usage)
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+async def _sse(
+    stream: AsyncIterator[ChatChunk],
+    first: ChatChunk | None,
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    def event(delta: dict, finish_reason: str | None = None) -> str:
+        chunk = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    yield event({"role": "assistant", "content": ""})
+    last = ChatChunk()
+    try:
+        chunk = first
+        while chunk is not None:
+            if chunk.delta:
+                yield event({"content": chunk.delta})
+            if chunk.finish_reason:
+                last = chunk
+            chunk = await anext(stream, None)
+    except LLMDeckError as exc:
+        # Headers are gone: the only honest ending is an explicit error event, no [DONE].
+        yield f"data: {json.dumps(exc.to_dict())}\n\n"
+        return
+    finally:
+        await stream.aclose()
+    yield event({}, last.finish_reason or "stop")
+    if include_usage:
+        usage = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": _usage(last.input_tokens or 0, last.output_tokens or 0),
+        }
+        yield f"data: {json.dumps(usage)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/embeddings", operation_id="create_embeddings", response_model=EmbeddingResponse)
+async def create_embeddings(
+    body: EmbeddingRequest,
+    principal: Principal = Depends(call_models),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """Embed a string or a list of strings."""
+    call = embedding_call(principal, body.model, body.input, source="gateway")
+    result = await runtime.gateway.embed(call)
+    payload = {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": vector}
+            for i, vector in enumerate(result.vectors)
+        ],
+        "model": body.model,
+        "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens},
+    }
+    return _json_response(payload, {TRACE_HEADER: call.trace_id})
+
+
+@router.get("/models", operation_id="list_gateway_models", response_model=ModelList)
+def list_gateway_models(
+    principal: Principal = Depends(get_principal), session: Session = Depends(get_session)
+):
+    """The models this key's project may use."""
+    models = catalog.list_models(session, project_id=principal.project_id)
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": m.alias,
+                "object": "model",
+                "created": int(m.created_at.timestamp()),
+                "owned_by": m.provider,
+            }
+            for m in models
+        ],
+    }
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _json_response(payload: dict, headers: dict[str, str]) -> JSONResponse:
+    return JSONResponse(payload, headers=headers)

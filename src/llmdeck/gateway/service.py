@@ -1,0 +1,77 @@
+"""The gateway: the entry point every feature uses to call a model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from llmdeck.core.db import Database
+from llmdeck.core.errors import InvalidRequest
+from llmdeck.core.settings import Settings
+from llmdeck.gateway.pipeline import Call, Pipeline, Stage
+from llmdeck.gateway.schemas import ChatCompletionRequest
+from llmdeck.gateway.stages import Invoke, Record, Resolve
+from llmdeck.identity.schemas import Principal
+from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult, EmbeddingResult
+from llmdeck.tracing.writer import TraceWriter
+
+
+class Gateway:
+    """Runs calls through the pipeline; `extra_stages` go between resolve and invoke."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        writer: TraceWriter,
+        extra_stages: Sequence[Stage] = (),
+    ):
+        self.pipeline = Pipeline(
+            [Record(writer), Resolve(db), *extra_stages], terminal=Invoke(settings)
+        )
+
+    async def chat(self, call: Call) -> ChatResult:
+        call.stream = False
+        return await self.pipeline.run(call)
+
+    async def stream_chat(self, call: Call) -> AsyncIterator[ChatChunk]:
+        call.stream = True
+        return await self.pipeline.run(call)
+
+    async def embed(self, call: Call) -> EmbeddingResult:
+        return await self.pipeline.run(call)
+
+
+def chat_call(principal: Principal, request: ChatCompletionRequest, *, source: str) -> Call:
+    """A pipeline call from an OpenAI-format chat request."""
+    stop = request.stop
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and len(stop) > 4:
+        raise InvalidRequest("stop takes at most 4 sequences.", param="stop")
+    return Call(
+        principal=principal,
+        kind="chat",
+        alias=request.model,
+        source=source,
+        stream=request.stream,
+        chat=ChatRequest(
+            model=request.model,
+            messages=[m.model_dump(exclude_none=True) for m in request.messages],
+            temperature=request.temperature,
+            top_p=request.top_p,
+            max_tokens=request.max_completion_tokens or request.max_tokens,
+            stop=stop,
+            seed=request.seed,
+        ),
+    )
+
+
+def embedding_call(
+    principal: Principal, alias: str, inputs: str | list[str], *, source: str
+) -> Call:
+    items = [inputs] if isinstance(inputs, str) else inputs
+    if not items or any(not isinstance(t, str) or not t for t in items):
+        raise InvalidRequest("input must be a non-empty string or list of them.", param="input")
+    if len(items) > 2048:
+        raise InvalidRequest("input takes at most 2048 items per request.", param="input")
+    return Call(principal=principal, kind="embedding", alias=alias, inputs=items, source=source)

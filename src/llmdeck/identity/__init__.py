@@ -1,0 +1,1 @@
+"""Users, projects, roles, API keys and sessions."""

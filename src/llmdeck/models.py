@@ -1,0 +1,7 @@
+"""Imports every domain's tables so that metadata (and Alembic) sees them all."""
+
+
+def import_all_models() -> None:
+    from llmdeck.catalog import models as _catalog  # noqa: F401
+    from llmdeck.identity import models as _identity  # noqa: F401
+    from llmdeck.tracing import models as _tracing  # noqa: F401

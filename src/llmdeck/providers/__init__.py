@@ -1,0 +1,1 @@
+"""The provider interface, the local models and OpenAI-compatible upstreams."""

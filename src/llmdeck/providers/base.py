@@ -1,0 +1,97 @@
+"""The provider interface: chat completion, streamed chat completion and embeddings.
+
+A provider holds a connection (base URL, key); the model it serves is named per call, and
+that model's profile (context window, prices) lives in the catalog.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from llmdeck.core.errors import InvalidRequest
+from llmdeck.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a provider's models are served, and the key to use there."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+
+
+@dataclass
+class ChatRequest:
+    """A provider-neutral chat request; `model` is the upstream name."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    context_window: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatResult:
+    content: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass
+class ChatChunk:
+    """A piece of a streamed answer; the last chunk carries finish_reason and token counts."""
+
+    delta: str = ""
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass
+class EmbeddingResult:
+    vectors: list[list[float]]
+    input_tokens: int
+
+
+class Provider(ABC):
+    """One connection to a source of models."""
+
+    name: ClassVar[str]
+    needs_base_url: ClassVar[bool] = False
+
+    def __init__(self, connection: Connection, settings: Settings):
+        self.connection = connection
+        self.settings = settings
+
+    @abstractmethod
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Yield the answer as it is generated."""
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """The whole answer at once (by default, the stream collected)."""
+        parts: list[str] = []
+        last = ChatChunk()
+        async for chunk in self.stream_chat(request):
+            parts.append(chunk.delta)
+            last = chunk
+        return ChatResult(
+            content="".join(parts),
+            finish_reason=last.finish_reason or "stop",
+            input_tokens=last.input_tokens or 0,
+            output_tokens=last.output_tokens or 0,
+        )
+
+    async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
+        raise InvalidRequest(f"Provider {self.name!r} does not serve embeddings.", param="model")
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
+        """Release connections."""

@@ -1,0 +1,190 @@
+"""The built-in `openai` provider: any OpenAI-compatible server (OpenAI, vLLM, Ollama, ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from llmdeck.core.errors import (
+    InvalidRequest,
+    LLMDeckError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from llmdeck.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    EmbeddingResult,
+    Provider,
+)
+
+
+class OpenAICompatibleProvider(Provider):
+    name = "openai"
+    needs_base_url = True
+
+    def __init__(self, connection, settings):
+        super().__init__(connection, settings)
+        if not connection.base_url:
+            raise InvalidRequest(
+                "An OpenAI-compatible model needs a base URL, e.g. http://localhost:8080/v1.",
+                param="base_url",
+            )
+        self._clients: dict[int, httpx.AsyncClient] = {}
+
+    def _client(self) -> httpx.AsyncClient:
+        # httpx clients belong to one event loop; keep one per loop.
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            headers = {}
+            if self.connection.api_key:
+                headers["Authorization"] = f"Bearer {self.connection.api_key}"
+            client = httpx.AsyncClient(
+                base_url=self.connection.base_url.rstrip("/") + "/",
+                headers=headers,
+                timeout=httpx.Timeout(
+                    self.settings.upstream_read_timeout,
+                    connect=self.settings.upstream_connect_timeout,
+                ),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            )
+            self._clients[loop_id] = client
+        return client
+
+    def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        for name in ("temperature", "top_p", "max_tokens", "stop", "seed"):
+            value = getattr(request, name)
+            if value is not None:
+                body[name] = value
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        data = await self._post("chat/completions", self._body(request, stream=False))
+        try:
+            choice = data["choices"][0]
+            usage = data.get("usage") or {}
+            return ChatResult(
+                content=choice["message"].get("content") or "",
+                finish_reason=choice.get("finish_reason") or "stop",
+                input_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
+            )
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"The upstream answered in an unexpected shape: {exc!r}") from None
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        body = self._body(request, stream=True)
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        try:
+            async with self._client().stream("POST", "chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _status_error(response)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    event = _json(payload)
+                    if "error" in event:
+                        message = (event["error"] or {}).get("message", "unknown error")
+                        raise UpstreamError(f"The upstream failed mid-stream: {message}")
+                    usage = event.get("usage") or usage
+                    for choice in event.get("choices") or []:
+                        delta = (choice.get("delta") or {}).get("content")
+                        finish = choice.get("finish_reason") or finish
+                        if delta:
+                            yield ChatChunk(delta=delta)
+                else:
+                    raise UpstreamError("The upstream closed the stream before [DONE].")
+        except httpx.TimeoutException:
+            raise UpstreamTimeout("The upstream did not answer in time.") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"Could not reach the upstream: {exc}") from None
+        yield ChatChunk(
+            finish_reason=finish or "stop",
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+        )
+
+    async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
+        data = await self._post("embeddings", {"model": model, "input": inputs})
+        try:
+            rows = sorted(data["data"], key=lambda row: row.get("index", 0))
+            return EmbeddingResult(
+                vectors=[row["embedding"] for row in rows],
+                input_tokens=int((data.get("usage") or {}).get("prompt_tokens") or 0),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"The upstream answered in an unexpected shape: {exc!r}") from None
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._client().post(path, json=body)
+        except httpx.TimeoutException:
+            raise UpstreamTimeout("The upstream did not answer in time.") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"Could not reach the upstream: {exc}") from None
+        if response.status_code >= 400:
+            raise _status_error(response)
+        return _json(response.text)
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            with contextlib.suppress(RuntimeError):  # its event loop is already gone
+                await client.aclose()
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise UpstreamError(
+            f"The upstream sent something that is not JSON: {text[:200]!r}"
+        ) from None
+    if not isinstance(value, dict):
+        raise UpstreamError("The upstream sent JSON that is not an object.")
+    return value
+
+
+def _status_error(response: httpx.Response) -> LLMDeckError:
+    """Translate an upstream HTTP error into our error tree."""
+    try:
+        message = response.json()["error"]["message"]
+    except Exception:
+        message = response.text[:500] or response.reason_phrase
+    status = response.status_code
+    if status in (400, 404, 413, 422):
+        return InvalidRequest(f"The upstream refused the request: {message}")
+    if status == 429:
+        retry_after = response.headers.get("retry-after")
+        try:
+            seconds = float(retry_after) if retry_after else None
+        except ValueError:
+            seconds = None
+        return RateLimited(f"The upstream is rate limiting: {message}", retry_after=seconds)
+    if status in (401, 403):
+        return UpstreamError(
+            f"The upstream rejected llmdeck's credentials ({status}): {message}. "
+            "Check the model's API key."
+        )
+    return UpstreamError(f"The upstream failed with HTTP {status}: {message}")
+
+
+def plugin(hub) -> None:
+    hub.providers.register(OpenAICompatibleProvider.name, OpenAICompatibleProvider)

@@ -1,0 +1,1 @@
+"""Traces and spans, and the batching writer that records them off the request path."""
