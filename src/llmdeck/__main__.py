@@ -1,0 +1,5 @@
+"""`python -m llmdeck` is the `llmdeck` command."""
+
+from llmdeck.cli.main import app
+
+app()
