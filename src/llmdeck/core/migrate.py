@@ -20,5 +20,9 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision (safe to call from several processes)."""
-    command.upgrade(alembic_config(engine), "head")
+    """Bring the schema to the newest revision of every branch (safe from several processes).
+
+    Each domain that adds tables starts its own branch from 0001, so domains built side by
+    side never fight over the next revision number.
+    """
+    command.upgrade(alembic_config(engine), "heads")
