@@ -66,6 +66,8 @@ def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         return None
     url = _fresh_postgres_database(request.getfixturevalue("postgres_server"))
     monkeypatch.setenv("LLMDECK_DATABASE_URL", url)
+    # Outside local (SQLite) mode the secret key is never defaulted.
+    monkeypatch.setenv("LLMDECK_SECRET_KEY", "test-" + secrets.token_hex(16))
     get_settings.cache_clear()
     return url
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import time
 from collections.abc import AsyncIterator
 
@@ -133,10 +135,11 @@ async def create_embeddings(
     """Embed a string or a list of strings."""
     call = embedding_call(principal, body.model, body.input, source="gateway")
     result = await runtime.gateway.embed(call)
+    encode = _base64_floats if body.encoding_format == "base64" else list
     payload = {
         "object": "list",
         "data": [
-            {"object": "embedding", "index": i, "embedding": vector}
+            {"object": "embedding", "index": i, "embedding": encode(vector)}
             for i, vector in enumerate(result.vectors)
         ],
         "model": body.model,
@@ -163,6 +166,10 @@ def list_gateway_models(
             for m in models
         ],
     }
+
+
+def _base64_floats(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:

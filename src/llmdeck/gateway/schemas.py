@@ -38,7 +38,8 @@ class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
     input: str | list[str] = Field(min_length=1)
-    encoding_format: Literal["float"] | None = None
+    # The official client asks for base64 (packed little-endian float32) by default.
+    encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
 
 

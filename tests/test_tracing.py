@@ -1,0 +1,97 @@
+"""The batching trace writer and trace queries on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from llmdeck.core.db import Database
+from llmdeck.core.errors import InvalidRequest, NotFound
+from llmdeck.core.ids import new_span_id, new_trace_id
+from llmdeck.identity import service as identity
+from llmdeck.identity.schemas import ProjectCreate
+from llmdeck.tracing import service
+from llmdeck.tracing.writer import SpanRecord, TraceWriter
+
+
+def _span(project_id: str, at: datetime, **fields) -> SpanRecord:
+    defaults = dict(
+        project_id=project_id, trace_id=new_trace_id(), span_id=new_span_id(), name="chat m",
+        started_at=at, model="m", input=[{"role": "user", "content": "hi"}], output="hello",
+        input_tokens=3, output_tokens=2, cost=0.001, latency_ms=12.0,
+    )
+    return SpanRecord(**{**defaults, **fields})
+
+
+def test_writer_batches_and_flushes(db: Database) -> None:
+    with db.session() as session:
+        project = identity.create_project(session, data=ProjectCreate(name="acme"))
+    writer = TraceWriter(db, interval=0.05, batch_size=50)
+    start = datetime.now(UTC)
+    for i in range(120):
+        writer.submit(_span(project.id, start + timedelta(milliseconds=i)))
+    writer.close()  # flushes what is queued
+    with db.session() as session:
+        page = service.list_traces(session, project_id=project.id, limit=200)
+    assert len(page.data) == 120 and page.next_cursor is None
+
+
+def test_duplicate_spans_are_written_once(db: Database) -> None:
+    with db.session() as session:
+        project = identity.create_project(session, data=ProjectCreate(name="acme"))
+    record = _span(project.id, datetime.now(UTC))
+    writer = TraceWriter(db, interval=0.05)
+    writer.submit(record)
+    writer.flush()
+    writer.submit(record)
+    writer.close()
+    with db.session() as session:
+        assert len(service.get_trace_or_raise(session, project_id=project.id, trace_id=record.trace_id).spans) == 1
+
+
+def test_list_filters_and_cursor_pagination(db: Database) -> None:
+    with db.session() as session:
+        project = identity.create_project(session, data=ProjectCreate(name="acme"))
+    writer = TraceWriter(db, interval=0.05)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(7):
+        writer.submit(_span(project.id, base + timedelta(minutes=i), model="a" if i % 2 else "b",
+                            status="error" if i == 3 else "ok"))
+    writer.close()
+    with db.session() as session:
+        seen, cursor = [], None
+        while True:
+            page = service.list_traces(session, project_id=project.id, limit=3, cursor=cursor)
+            seen += [t.started_at for t in page.data]
+            if not (cursor := page.next_cursor):
+                break
+        assert seen == sorted(seen, reverse=True) and len(seen) == 7
+        assert {t.model for t in service.list_traces(session, project_id=project.id, model="a").data} == {"a"}
+        errors = service.list_traces(session, project_id=project.id, status="error").data
+        assert [e.started_at for e in errors] == [base + timedelta(minutes=3)]
+        window = service.list_traces(
+            session, project_id=project.id, since=base + timedelta(minutes=2),
+            until=base + timedelta(minutes=4),
+        ).data
+        assert len(window) == 2
+        with pytest.raises(InvalidRequest, match="cursor"):
+            service.list_traces(session, project_id=project.id, cursor="garbage")
+
+
+def test_a_project_sees_only_its_own_traces(db: Database) -> None:
+    with db.session() as session:
+        acme = identity.create_project(session, data=ProjectCreate(name="acme"))
+        other = identity.create_project(session, data=ProjectCreate(name="other"))
+    record = _span(acme.id, datetime.now(UTC))
+    writer = TraceWriter(db, interval=0.05)
+    writer.submit(record)
+    writer.close()
+    with db.session() as session:
+        assert service.list_traces(session, project_id=other.id).data == []
+        with pytest.raises(NotFound):
+            service.get_trace_or_raise(session, project_id=other.id, trace_id=record.trace_id)
+        trace = service.get_trace_or_raise(session, project_id=acme.id, trace_id=record.trace_id)
+    span = trace.spans[0]
+    assert (span.input_tokens, span.output_tokens, span.output) == (3, 2, "hello")
+    assert span.started_at.tzinfo is not None
