@@ -7,6 +7,8 @@ Each request takes the next behaviour from `script` (or `default` when it is emp
   {"kind": "cut", "after": k}              stream k chunks, then drop the connection
   {"kind": "error_chunk"}                  stream an error event as the first chunk
   {"kind": "delay", "seconds": s, ...}     wait s seconds, then behave as "ok"
+An "ok" (or "delay") answer may set "completion_tokens" to report that usage.
+`hits` counts chat requests; set `default` to change what every unscripted request gets.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ScriptedUpstream:
         self.script: deque[dict[str, Any]] = deque()
         self.default: dict[str, Any] = {"kind": "ok", "text": "Hello from upstream."}
         self.requests: list[dict[str, Any]] = []
+        self.hits = 0
         self.headers: list[dict[str, str]] = []
         self.app = Starlette(
             routes=[
@@ -47,10 +50,11 @@ class ScriptedUpstream:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        self.hits += 1
         act = self.next()
         if act["kind"] == "delay":
             await asyncio.sleep(act["seconds"])
-            act = {"kind": "ok", "text": act.get("text", self.default.get("text", "ok"))}
+            act = {**act, "kind": "ok", "text": act.get("text", self.default.get("text", "ok"))}
         if act["kind"] == "hang":
             await asyncio.sleep(3600)
         if act["kind"] == "status":
@@ -62,7 +66,10 @@ class ScriptedUpstream:
         text = act.get("text", "Hello from upstream.")
         words = [w + " " for w in text.split(" ")]
         words[-1] = words[-1].rstrip()
-        usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
+        completion = act.get("completion_tokens", len(words))
+        usage = {
+            "prompt_tokens": 11, "completion_tokens": completion, "total_tokens": 11 + completion
+        }
         if not body.get("stream"):
             return JSONResponse(
                 {

@@ -13,6 +13,7 @@ from llmdeck import __version__
 from llmdeck.catalog.router import router as catalog_router
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, RateLimited
 from llmdeck.core.settings import Settings, get_settings
+from llmdeck.gateway.api import router as gateway_config_router
 from llmdeck.gateway.router import router as gateway_router
 from llmdeck.identity.router import router as identity_router
 from llmdeck.runtime import Runtime
@@ -45,7 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    for router in (identity_router, catalog_router, tracing_router, gateway_router):
+    for router in (
+        identity_router,
+        catalog_router,
+        tracing_router,
+        gateway_router,
+        gateway_config_router,
+    ):
         app.include_router(router)
 
     @app.get("/api/health", operation_id="get_health", tags=["platform"])

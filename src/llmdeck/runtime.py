@@ -44,5 +44,6 @@ class Runtime:
 
     async def stop(self) -> None:
         """Write every queued span and release connections."""
+        await self.gateway.drain()
         self.writer.close()
         await close_providers()

@@ -9,7 +9,7 @@ import typer
 from llmdeck.catalog.cli import models
 from llmdeck.cli.config import config
 from llmdeck.cli.server import up
-from llmdeck.gateway.cli import chat
+from llmdeck.gateway.cli import chat, gateway
 from llmdeck.identity.cli import keys, projects, users
 from llmdeck.tracing.cli import traces
 
@@ -26,6 +26,7 @@ app.add_typer(users, name="users")
 app.add_typer(keys, name="keys")
 app.add_typer(models, name="models")
 app.add_typer(traces, name="traces")
+app.add_typer(gateway, name="gateway")
 app.add_typer(config, name="config")
 
 

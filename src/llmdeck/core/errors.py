@@ -10,7 +10,9 @@
     ├── RateLimited                   429  rate_limit_error        (.retry_after seconds)
     ├── MissingDependency             500  api_error               (names the pip install)
     └── UpstreamError                 502  upstream_error
-        └── UpstreamTimeout           504  timeout_error
+        ├── UpstreamTimeout           504  timeout_error
+        ├── UpstreamRejected          502  upstream_error          (401/403: never retried)
+        └── CircuitOpen               503  upstream_error          (every deployment failing)
 
 Every error renders as the OpenAI error object, for the gateway and the REST API alike:
 `{"error": {"message", "type", "param", "code"}}`.
@@ -93,3 +95,13 @@ class UpstreamError(LLMDeckError):
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     error_type = "timeout_error"
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused llmdeck's credentials (401/403): retrying cannot help."""
+
+
+class CircuitOpen(UpstreamError):
+    """Every deployment behind a model is failing; calls fail fast until a probe succeeds."""
+
+    status_code = 503

@@ -58,6 +58,41 @@ class Settings(BaseSettings):
     local_threads: int = Field(
         default=0, description="Torch threads for the local models (0: PyTorch's default)."
     )
+    gateway_lookup_ttl: float = Field(
+        default=2.0,
+        description="Seconds the gateway keeps routes, limits, cache policies and catalog "
+        "lookups in memory; changes made in another process apply within this time.",
+    )
+    gateway_retries: int = Field(
+        default=2, description="Retries per model alias after a retryable upstream failure."
+    )
+    gateway_attempt_timeout: float = Field(
+        default=30.0,
+        description="Seconds one attempt may take to answer (for a stream: its first chunk, "
+        "and then each gap between chunks).",
+    )
+    gateway_deadline: float = Field(
+        default=120.0,
+        description="Seconds a call may spend over all attempts and fallbacks before 504.",
+    )
+    gateway_backoff_base: float = Field(
+        default=0.25, description="Seconds before the first retry; doubled each retry."
+    )
+    gateway_backoff_max: float = Field(
+        default=8.0, description="Longest wait between retries, in seconds."
+    )
+    gateway_breaker_failures: int = Field(
+        default=5, description="Consecutive failures that open a deployment's circuit breaker."
+    )
+    gateway_breaker_cooldown: float = Field(
+        default=30.0,
+        description="Seconds an open circuit breaker fails fast before letting a probe through.",
+    )
+    gateway_reserve_output_tokens: int = Field(
+        default=256,
+        description="Output tokens reserved against token limits and budgets when a request "
+        "sets no max_tokens (reconciled with the real count afterwards).",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,8 +2,9 @@
 
 A call passes through a chain of stages; each stage is `async (call, next) -> outcome` and
 may act before or after the rest of the chain, or answer without calling it. The built-in
-chain is: record (trace span) -> resolve (catalog, access) -> invoke (provider). Policy,
-guardrails and caching arrive as further stages between resolve and invoke.
+chain is: record (trace span) -> resolve (route or catalog, access) -> limits (rate limits,
+budgets) -> [extra stages, e.g. guardrails] -> cache -> dispatch (deployments, retries,
+fallbacks, breakers; see dispatch.py).
 """
 
 from __future__ import annotations
@@ -36,10 +37,14 @@ class Call:
     inputs: list[str] | None = None
     stream: bool = False
     source: str = "gateway"
+    # False when the request opted out of the response cache.
+    use_cache: bool = True
     trace_id: str = field(default_factory=new_trace_id)
     span_id: str = field(default_factory=new_span_id)
     parent_span_id: str | None = None
     model: Model | None = None
+    # What the alias resolved to (a gateway.directory.Target), set by the resolve stage.
+    target: Any = None
     started: float = field(default_factory=time.perf_counter)
     started_at: datetime = field(default_factory=utcnow)
     # Decisions and facts stages want on the trace (route taken, cache hit, ...).

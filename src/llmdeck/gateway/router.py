@@ -8,12 +8,13 @@ import struct
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 from llmdeck.catalog import service as catalog
 from llmdeck.core.errors import LLMDeckError
+from llmdeck.gateway.cache import CACHE_HEADER
 from llmdeck.gateway.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -42,14 +43,18 @@ async def create_chat_completion(
     body: ChatCompletionRequest,
     principal: Principal = Depends(call_models),
     runtime: Runtime = Depends(get_runtime),
+    x_llmdeck_cache: str | None = Header(
+        default=None, description="`off` answers without the response cache."
+    ),
 ):
     """Create a chat completion; with `stream` true, as server-sent events."""
-    call = chat_call(principal, body, source="gateway")
+    call = chat_call(principal, body, source="gateway", cache=x_llmdeck_cache)
     headers = {TRACE_HEADER: call.trace_id}
     created = int(time.time())
     completion_id = f"chatcmpl-{call.span_id}"
     if not body.stream:
         result = await runtime.gateway.chat(call)
+        _note_cache(call, headers)
         payload = {
             "id": completion_id,
             "object": "chat.completion",
@@ -73,6 +78,7 @@ async def create_chat_completion(
         first = await anext(stream)
     except StopAsyncIteration:
         first = None
+    _note_cache(call, headers)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     events = _sse(stream, first, completion_id, created, body.model, include_usage)
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
@@ -170,6 +176,12 @@ def list_gateway_models(
 
 def _base64_floats(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def _note_cache(call, headers: dict[str, str]) -> None:
+    """Tell the client whether the answer came from the cache (when the project has one)."""
+    if "cache" in call.attributes:
+        headers[CACHE_HEADER] = call.attributes["cache"]
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class ChatMessage(BaseModel):
@@ -92,3 +92,112 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# Gateway configuration: routes, limits and budgets, cache policies (API, CLI and YAML).
+
+ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
+
+
+class DeploymentSpec(BaseModel):
+    """Where a route's calls can go. In YAML, prefer `api_key_env` to a key in the file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    provider: str = "openai"
+    upstream: str = Field(min_length=1, max_length=200, description="The model's upstream name.")
+    base_url: str | None = Field(default=None, max_length=500)
+    api_key: SecretStr | None = Field(default=None, description="Stored encrypted.")
+    api_key_env: str | None = Field(
+        default=None, description="Read the key from this environment variable when applied."
+    )
+    weight: float = Field(default=1.0, gt=0)
+
+
+class RouteSpec(BaseModel):
+    """A model alias served by weighted deployments, with retries and fallbacks."""
+
+    model_config = ConfigDict(extra="forbid")
+    alias: str = Field(min_length=1, max_length=200, pattern=ALIAS_PATTERN)
+    kind: Literal["chat", "embedding"] = "chat"
+    project: str | None = Field(default=None, description="Only this project may use it.")
+    strategy: Literal["weighted", "least_busy"] = "weighted"
+    fallbacks: list[str] = Field(default_factory=list, description="Aliases tried in order.")
+    retries: int | None = Field(default=None, ge=0, le=10)
+    attempt_timeout: float | None = Field(default=None, gt=0, description="Seconds.")
+    deadline: float | None = Field(default=None, gt=0, description="Seconds, all attempts.")
+    context_window: int = Field(default=8192, gt=0)
+    input_price_per_mtok: float = Field(default=0.0, ge=0)
+    output_price_per_mtok: float = Field(default=0.0, ge=0)
+    deployments: list[DeploymentSpec] = Field(min_length=1)
+
+
+class DeploymentPublic(BaseModel):
+    name: str
+    provider: str
+    upstream: str
+    base_url: str | None
+    has_api_key: bool
+    weight: float
+
+
+class RoutePublic(BaseModel):
+    alias: str
+    kind: str
+    project: str | None
+    strategy: str
+    fallbacks: list[str]
+    retries: int | None
+    attempt_timeout: float | None
+    deadline: float | None
+    context_window: int
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+    deployments: list[DeploymentPublic]
+
+
+class LimitSpec(BaseModel):
+    """Limits of one project or one API key (by id or visible prefix); empty: unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+    project: str | None = None
+    key: str | None = None
+    rpm: int | None = Field(default=None, ge=0, description="Requests per minute.")
+    tpm: int | None = Field(default=None, ge=0, description="Tokens per minute.")
+    budget: float | None = Field(default=None, ge=0, description="Dollars per period.")
+    budget_period: Literal["day", "week", "month"] = "month"
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> LimitSpec:
+        if (self.project is None) == (self.key is None):
+            raise ValueError("give exactly one of project or key")
+        return self
+
+
+class CacheSpec(BaseModel):
+    """A project's response cache."""
+
+    model_config = ConfigDict(extra="forbid")
+    project: str
+    ttl_seconds: int = Field(default=300, gt=0)
+    exact: bool = True
+    semantic_threshold: float | None = Field(
+        default=None, gt=0, le=1, description="Cosine similarity for a semantic hit; empty: off."
+    )
+    embedding_model: str = "minilm-l6"
+
+
+class GatewayConfig(BaseModel):
+    """Everything the gateway is configured with; what `llmdeck gateway apply` reads."""
+
+    model_config = ConfigDict(extra="forbid")
+    routes: list[RouteSpec] = Field(default_factory=list)
+    limits: list[LimitSpec] = Field(default_factory=list)
+    cache: list[CacheSpec] = Field(default_factory=list)
+
+
+class ApplyResult(BaseModel):
+    routes: int
+    limits: int
+    cache: int
+    removed: list[str] = Field(default_factory=list)

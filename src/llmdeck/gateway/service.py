@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from llmdeck.core.db import Database
 from llmdeck.core.errors import InvalidRequest
 from llmdeck.core.settings import Settings
+from llmdeck.gateway.cache import Cache
+from llmdeck.gateway.directory import Directory
+from llmdeck.gateway.dispatch import Dispatch
+from llmdeck.gateway.limits import Limits
 from llmdeck.gateway.pipeline import Call, Pipeline, Stage
+from llmdeck.gateway.routing import Balancer
 from llmdeck.gateway.schemas import ChatCompletionRequest
-from llmdeck.gateway.stages import Invoke, Record, Resolve
+from llmdeck.gateway.stages import Record, Resolve
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult, EmbeddingResult
 from llmdeck.tracing.writer import TraceWriter
 
 
 class Gateway:
-    """Runs calls through the pipeline; `extra_stages` go between resolve and invoke."""
+    """Runs calls through the pipeline; `extra_stages` go between limits and the cache."""
 
     def __init__(
         self,
@@ -25,8 +31,15 @@ class Gateway:
         writer: TraceWriter,
         extra_stages: Sequence[Stage] = (),
     ):
+        self.directory = Directory(db, settings)
+        self.balancer = Balancer(
+            failures=settings.gateway_breaker_failures, cooldown=settings.gateway_breaker_cooldown
+        )
+        self.limits = Limits(db, self.directory, settings)
+        self.cache = Cache(db, self.directory, settings)
         self.pipeline = Pipeline(
-            [Record(writer), Resolve(db), *extra_stages], terminal=Invoke(settings)
+            [Record(writer), Resolve(self.directory), self.limits, *extra_stages, self.cache],
+            terminal=Dispatch(settings, self.directory, self.balancer),
         )
 
     async def chat(self, call: Call) -> ChatResult:
@@ -40,20 +53,46 @@ class Gateway:
     async def embed(self, call: Call) -> EmbeddingResult:
         return await self.pipeline.run(call)
 
+    async def drain(self) -> None:
+        """Finish the bookkeeping still running off the response path."""
+        await self.limits.drain()
+        await self.cache.drain()
 
-def chat_call(principal: Principal, request: ChatCompletionRequest, *, source: str) -> Call:
-    """A pipeline call from an OpenAI-format chat request."""
+
+def _wants_cache(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() not in ("off", "false", "no", "0", "no-cache", "no-store")
+    if isinstance(value, dict):  # {"no-cache": true}, as some clients send it
+        return not (value.get("no-cache") or value.get("no_cache"))
+    return bool(value)
+
+
+def chat_call(
+    principal: Principal,
+    request: ChatCompletionRequest,
+    *,
+    source: str,
+    cache: Any = None,
+) -> Call:
+    """A pipeline call from an OpenAI-format chat request.
+
+    `cache` (or a `cache` field in the request body) set to false/"off" skips the cache.
+    """
     stop = request.stop
     if isinstance(stop, str):
         stop = [stop]
     if stop is not None and len(stop) > 4:
         raise InvalidRequest("stop takes at most 4 sequences.", param="stop")
+    body_cache = (request.model_extra or {}).get("cache")
     return Call(
         principal=principal,
         kind="chat",
         alias=request.model,
         source=source,
         stream=request.stream,
+        use_cache=_wants_cache(cache) and _wants_cache(body_cache),
         chat=ChatRequest(
             model=request.model,
             messages=[m.model_dump(exclude_none=True) for m in request.messages],

@@ -1,4 +1,4 @@
-"""The built-in pipeline stages: record, resolve and invoke."""
+"""The built-in pipeline stages at both ends of the chain: record and resolve."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
-
 from llmdeck.catalog import service as catalog
-from llmdeck.core.db import Database, utcnow
+from llmdeck.core.db import utcnow
 from llmdeck.core.errors import LLMDeckError
-from llmdeck.core.settings import Settings
+from llmdeck.gateway.directory import Directory
 from llmdeck.gateway.pipeline import Call, Next, Outcome
 from llmdeck.providers.base import ChatChunk, ChatResult, EmbeddingResult
-from llmdeck.providers.service import get_provider
 from llmdeck.tracing.writer import SpanRecord, TraceWriter
 
 
@@ -83,7 +80,9 @@ class Record:
         elif embedding is not None:
             input_tokens, output_tokens = embedding.input_tokens, 0
         cost = None
-        if call.model is not None and input_tokens is not None:
+        if str(call.attributes.get("cache", "")).endswith("hit"):
+            cost = 0.0  # answered from the cache: no upstream was paid
+        elif call.model is not None and input_tokens is not None:
             cost = catalog.cost(call.model, input_tokens, output_tokens or 0)
         attributes: dict[str, Any] = {"source": call.source, **call.attributes}
         if result is not None:
@@ -128,41 +127,18 @@ class Record:
 
 
 class Resolve:
-    """Find the catalog model behind the alias and check this project may use it."""
+    """Find what the alias names (a route or a catalog model) and check this project may use it."""
 
-    def __init__(self, db: Database):
-        self.db = db
+    def __init__(self, directory: Directory):
+        self.directory = directory
 
     async def __call__(self, call: Call, next: Next) -> Outcome:
-        def lookup():
-            with self.db.session() as session:
-                return catalog.get_for_project_or_raise(
-                    session, alias=call.alias, project_id=call.principal.project_id, kind=call.kind
-                )
-
-        call.model = await anyio.to_thread.run_sync(lookup)
+        target = await self.directory.target(call.alias, call.principal, call.kind)
+        call.target = target
+        call.model = target.model
         if call.chat is not None:
-            call.chat.model = call.model.upstream_name
-            call.chat.context_window = call.model.context_window
+            call.chat.context_window = target.model.context_window
         return await next(call)
-
-
-class Invoke:
-    """The terminal stage: call the model's provider."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-
-    async def __call__(self, call: Call) -> Outcome:
-        model = call.model
-        provider = get_provider(
-            model.provider, catalog.connection(model, self.settings), self.settings
-        )
-        if call.kind == "embedding":
-            return await provider.embed(model.upstream_name, call.inputs or [])
-        if call.stream:
-            return provider.stream_chat(call.chat)
-        return await provider.chat(call.chat)
 
 
 def _describe(error: BaseException) -> str:

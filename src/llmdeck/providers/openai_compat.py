@@ -15,6 +15,7 @@ from llmdeck.core.errors import (
     LLMDeckError,
     RateLimited,
     UpstreamError,
+    UpstreamRejected,
     UpstreamTimeout,
 )
 from llmdeck.providers.base import (
@@ -179,7 +180,7 @@ def _status_error(response: httpx.Response) -> LLMDeckError:
             seconds = None
         return RateLimited(f"The upstream is rate limiting: {message}", retry_after=seconds)
     if status in (401, 403):
-        return UpstreamError(
+        return UpstreamRejected(
             f"The upstream rejected llmdeck's credentials ({status}): {message}. "
             "Check the model's API key."
         )

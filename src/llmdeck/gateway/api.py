@@ -1,0 +1,234 @@
+"""REST API of the gateway's configuration: /api/gateway (routes, limits, cache, YAML)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from llmdeck.core.errors import NotFound, PermissionDenied
+from llmdeck.gateway import config as service
+from llmdeck.gateway.schemas import (
+    ApplyResult,
+    CacheSpec,
+    GatewayConfig,
+    LimitSpec,
+    RoutePublic,
+    RouteSpec,
+)
+from llmdeck.identity import service as identity
+from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
+from llmdeck.identity.schemas import Principal
+from llmdeck.runtime import Runtime
+
+router = APIRouter(prefix="/api/gateway", tags=["gateway"])
+admin = requires("admin", "configure the gateway")
+
+
+class RoutePage(BaseModel):
+    data: list[RoutePublic]
+    next_cursor: str | None = None
+
+
+class LimitPage(BaseModel):
+    data: list[LimitSpec]
+    next_cursor: str | None = None
+
+
+class CachePage(BaseModel):
+    data: list[CacheSpec]
+    next_cursor: str | None = None
+
+
+class DeploymentHealth(BaseModel):
+    deployment: str
+    state: str
+    consecutive_failures: int
+    in_flight: int
+
+
+def _own_project(principal: Principal, project: str | None, what: str) -> None:
+    """Project admins configure their own project; shared settings need the master key."""
+    if principal.all_projects:
+        return
+    if project != principal.project_name:
+        raise PermissionDenied(
+            f"You can {what} only in your own project ({principal.project_name})."
+        )
+
+
+def _check_limit(session: Session, principal: Principal, spec: LimitSpec) -> None:
+    if spec.key is not None and not principal.all_projects:
+        key = identity.get_key_or_raise(session, key_id=spec.key)
+        if key.project_id != principal.project_id:
+            raise PermissionDenied("You can limit only your own project's keys.")
+        return
+    if spec.project is not None:
+        _own_project(principal, spec.project, "set limits")
+
+
+@router.get("/routes", operation_id="list_gateway_routes", response_model=RoutePage)
+def list_gateway_routes(
+    principal: Principal = Depends(get_principal), session: Session = Depends(get_session)
+):
+    """The routes (aliases with deployments) this project may use."""
+    routes = service.list_routes(session, project_id=principal.project_id)
+    return {"data": [service.route_public(session, r) for r in routes], "next_cursor": None}
+
+
+@router.get("/routes/{alias:path}", operation_id="get_gateway_route", response_model=RoutePublic)
+def get_gateway_route(
+    alias: str,
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """One route with its deployments (keys are never shown)."""
+    route = service.get_route_by_alias_or_raise(session, alias=alias)
+    if route.project_id not in (None, principal.project_id):
+        raise NotFound(f"No route {alias!r}.", param="alias")  # as if it did not exist
+    return service.route_public(session, route)
+
+
+@router.put("/routes/{alias:path}", operation_id="put_gateway_route", response_model=RoutePublic)
+def put_gateway_route(
+    alias: str,
+    body: RouteSpec,
+    principal: Principal = Depends(admin),
+    session: Session = Depends(get_session),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """Create or replace a route: deployments, weights, strategy, retries, fallbacks."""
+    body = body.model_copy(update={"alias": alias})
+    if body.project is None and not principal.all_projects:
+        body = body.model_copy(update={"project": principal.project_name})
+    _own_project(principal, body.project, "add routes")
+    existing = service.get_route_by_alias(session, alias=alias)
+    if existing is not None and not principal.all_projects:
+        _own_project(principal, service.route_public(session, existing).project, "change routes")
+    route = service.put_route(session, settings=runtime.settings, spec=body)
+    return service.route_public(session, route)
+
+
+@router.delete("/routes/{alias:path}", operation_id="delete_gateway_route", status_code=204)
+def delete_gateway_route(
+    alias: str, principal: Principal = Depends(admin), session: Session = Depends(get_session)
+):
+    """Remove a route."""
+    route = service.get_route_by_alias_or_raise(session, alias=alias)
+    _own_project(principal, service.route_public(session, route).project, "remove routes")
+    service.delete_route(session, route=route)
+
+
+@router.get("/limits", operation_id="list_gateway_limits", response_model=LimitPage)
+def list_gateway_limits(
+    principal: Principal = Depends(get_principal), session: Session = Depends(get_session)
+):
+    """Rate limits and budgets of this project and its keys."""
+    limits = service.list_limits(session, project_id=principal.project_id)
+    return {"data": [service.limit_spec(session, x) for x in limits], "next_cursor": None}
+
+
+@router.put("/limits", operation_id="set_gateway_limit", response_model=LimitSpec)
+def set_gateway_limit(
+    body: LimitSpec, principal: Principal = Depends(admin), session: Session = Depends(get_session)
+):
+    """Set the requests/min, tokens/min and spend budget of a project or an API key."""
+    _check_limit(session, principal, body)
+    return service.limit_spec(session, service.set_limit(session, spec=body))
+
+
+@router.delete("/limits", operation_id="delete_gateway_limit", status_code=204)
+def delete_gateway_limit(
+    project: str | None = Query(default=None),
+    key: str | None = Query(default=None),
+    principal: Principal = Depends(admin),
+    session: Session = Depends(get_session),
+):
+    """Remove the limits of a project or an API key."""
+    spec = LimitSpec(project=project, key=key)
+    _check_limit(session, principal, spec)
+    service.delete_limit(session, spec=spec)
+
+
+@router.get("/cache", operation_id="list_gateway_cache_policies", response_model=CachePage)
+def list_gateway_cache_policies(
+    principal: Principal = Depends(get_principal), session: Session = Depends(get_session)
+):
+    """This project's response cache policy."""
+    policies = service.list_cache_policies(session, project_id=principal.project_id)
+    return {"data": [service.cache_spec(session, p) for p in policies], "next_cursor": None}
+
+
+@router.put("/cache", operation_id="set_gateway_cache_policy", response_model=CacheSpec)
+def set_gateway_cache_policy(
+    body: CacheSpec, principal: Principal = Depends(admin), session: Session = Depends(get_session)
+):
+    """Turn on (or change) a project's exact and semantic response cache."""
+    _own_project(principal, body.project, "configure the cache")
+    return service.cache_spec(session, service.set_cache_policy(session, spec=body))
+
+
+@router.delete("/cache", operation_id="delete_gateway_cache_policy", status_code=204)
+def delete_gateway_cache_policy(
+    project: str = Query(...),
+    principal: Principal = Depends(admin),
+    session: Session = Depends(get_session),
+):
+    """Turn a project's response cache off."""
+    _own_project(principal, project, "configure the cache")
+    service.delete_cache_policy(session, project=project)
+
+
+@router.get(
+    "/config",
+    operation_id="export_gateway_config",
+    response_model=GatewayConfig,
+    responses={200: {"content": {"application/yaml": {}}}},
+)
+def export_gateway_config(
+    format: str = Query(default="json", pattern="^(json|yaml)$"),
+    principal: Principal = Depends(admin),
+    session: Session = Depends(get_session),
+):
+    """The gateway configuration (routes, limits, cache), as JSON or YAML, without keys."""
+    project_id = None if principal.all_projects else principal.project_id
+    config = service.export(session, project_id=project_id)
+    if format == "yaml":
+        return PlainTextResponse(service.to_yaml(config), media_type="application/yaml")
+    return config
+
+
+@router.put("/config", operation_id="apply_gateway_config", response_model=ApplyResult)
+def apply_gateway_config(
+    body: GatewayConfig = Body(...),
+    prune: bool = Query(default=False, description="Also remove routes the config omits."),
+    principal: Principal = Depends(requires("admin", "configure the gateway")),
+    session: Session = Depends(get_session),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """Apply a whole configuration (the JSON form of the YAML file)."""
+    if not principal.all_projects:
+        raise PermissionDenied("Applying a whole gateway configuration needs the master key.")
+    return service.apply(session, settings=runtime.settings, config=body, prune=prune)
+
+
+@router.get(
+    "/deployments/health",
+    operation_id="list_gateway_deployment_health",
+    response_model=list[DeploymentHealth],
+)
+def list_gateway_deployment_health(
+    principal: Principal = Depends(get_principal), runtime: Runtime = Depends(get_runtime)
+):
+    """Circuit breaker state and calls in flight per deployment, as this process sees them."""
+    balancer = runtime.gateway.balancer
+    return [
+        DeploymentHealth(
+            deployment=deployment_id,
+            state=breaker.state,
+            consecutive_failures=breaker.consecutive,
+            in_flight=balancer.in_flight.get(deployment_id, 0),
+        )
+        for deployment_id, breaker in balancer.breakers.items()
+    ]

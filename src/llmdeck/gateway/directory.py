@@ -1,0 +1,255 @@
+"""What a model alias resolves to, kept in memory for a moment so calls skip the database.
+
+Routes, limits and cache policies are small: the whole set is loaded at once and reloaded
+after `gateway_lookup_ttl` seconds. Catalog lookups are kept per (alias, project, kind) for
+the same time. Changes committed in this process apply at once (a session hook clears the
+caches); changes made by another process apply within the TTL.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import anyio
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, selectinload
+
+from llmdeck.catalog import service as catalog
+from llmdeck.catalog.models import Model
+from llmdeck.core import secrets
+from llmdeck.core.db import Database
+from llmdeck.core.errors import InvalidRequest, LLMDeckError, NotFound
+from llmdeck.core.settings import Settings
+from llmdeck.gateway import models as tables
+from llmdeck.identity.models import ApiKey
+from llmdeck.identity.schemas import Principal
+from llmdeck.providers.base import Connection
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One place calls can go: a provider connection and the upstream model it serves."""
+
+    id: str
+    name: str
+    provider: str
+    upstream_name: str
+    connection: Connection = field(repr=False)
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """An alias ready to call: its profile (prices, window), deployments and policy."""
+
+    alias: str
+    kind: str
+    model: Model
+    deployments: tuple[Deployment, ...]
+    strategy: str = "weighted"
+    fallbacks: tuple[str, ...] = ()
+    retries: int = 2
+    attempt_timeout: float = 30.0
+    deadline: float = 120.0
+    project_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    scope: str  # project | key
+    scope_id: str
+    rpm: int | None
+    tpm: int | None
+    budget: float | None
+    budget_period: str
+
+
+@dataclass(frozen=True)
+class CacheRule:
+    ttl_seconds: int
+    exact: bool
+    semantic_threshold: float | None
+    embedding_model: str
+
+
+@dataclass
+class Snapshot:
+    routes: dict[str, Target]
+    limits: dict[tuple[str, str], LimitRule]
+    cache: dict[str, CacheRule]
+    loaded_at: float
+
+
+_directories: weakref.WeakSet[Directory] = weakref.WeakSet()
+_WATCHED = (Model, ApiKey, tables.Route, tables.Deployment, tables.Limit, tables.CachePolicy)
+
+
+class Directory:
+    """Resolves aliases to targets and finds the limits and cache policy of a call."""
+
+    def __init__(self, db: Database, settings: Settings):
+        self.db = db
+        self.settings = settings
+        self.ttl = settings.gateway_lookup_ttl
+        self._snapshot: Snapshot | None = None
+        self._catalog: dict[tuple[str, str, str], tuple[float, Target | LLMDeckError]] = {}
+        _directories.add(self)
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+        self._catalog = {}
+
+    async def snapshot(self) -> Snapshot:
+        snap = self._snapshot
+        if snap is None or time.monotonic() - snap.loaded_at > self.ttl:
+            snap = await anyio.to_thread.run_sync(self.load)
+            self._snapshot = snap
+        return snap
+
+    def load(self) -> Snapshot:
+        """Read every route, limit and cache policy."""
+        with self.db.session() as session:
+            routes = session.scalars(
+                select(tables.Route).options(selectinload(tables.Route.deployments))
+            ).all()
+            limits = session.scalars(select(tables.Limit)).all()
+            policies = session.scalars(select(tables.CachePolicy)).all()
+            return Snapshot(
+                routes={r.alias: self._route_target(r) for r in routes},
+                limits={
+                    (x.scope, x.scope_id): LimitRule(
+                        x.scope, x.scope_id, x.rpm, x.tpm, x.budget, x.budget_period
+                    )
+                    for x in limits
+                },
+                cache={
+                    p.project_id: CacheRule(
+                        p.ttl_seconds, p.exact, p.semantic_threshold, p.embedding_model
+                    )
+                    for p in policies
+                },
+                loaded_at=time.monotonic(),
+            )
+
+    async def target(self, alias: str, principal: Principal, kind: str) -> Target:
+        """The target behind `alias` for this project, or NotFound / InvalidRequest."""
+        snap = await self.snapshot()
+        route = snap.routes.get(alias)
+        if route is not None:
+            if route.project_id not in (None, principal.project_id) or not route.deployments:
+                raise _not_found(alias)
+            if route.kind != kind:
+                raise _wrong_kind(alias, route.kind, kind)
+            return route
+        key = (alias, principal.project_id, kind)
+        cached = self._catalog.get(key)
+        if cached is None or time.monotonic() - cached[0] > self.ttl:
+            cached = (time.monotonic(), await anyio.to_thread.run_sync(self._catalog_target, *key))
+            self._catalog[key] = cached
+        found = cached[1]
+        if isinstance(found, LLMDeckError):
+            raise found.with_traceback(None)
+        return found
+
+    def _catalog_target(self, alias: str, project_id: str, kind: str) -> Target | LLMDeckError:
+        try:
+            with self.db.session() as session:
+                model = catalog.get_for_project_or_raise(
+                    session, alias=alias, project_id=project_id, kind=kind
+                )
+                connection = catalog.connection(model, self.settings)
+        except LLMDeckError as exc:
+            return exc
+        deployment = Deployment(
+            id=f"catalog:{model.id}",
+            name=model.alias,
+            provider=model.provider,
+            upstream_name=model.upstream_name,
+            connection=connection,
+        )
+        return Target(
+            alias=alias,
+            kind=model.kind,
+            model=model,
+            deployments=(deployment,),
+            retries=self.settings.gateway_retries,
+            attempt_timeout=self.settings.gateway_attempt_timeout,
+            deadline=self.settings.gateway_deadline,
+            project_id=model.project_id,
+        )
+
+    def _route_target(self, route: tables.Route) -> Target:
+        deployments = tuple(
+            Deployment(
+                id=d.id,
+                name=d.name,
+                provider=d.provider,
+                upstream_name=d.upstream_name,
+                connection=Connection(
+                    base_url=d.base_url,
+                    api_key=(
+                        secrets.decrypt(self.settings, d.api_key_encrypted)
+                        if d.api_key_encrypted
+                        else None
+                    ),
+                ),
+                weight=d.weight,
+            )
+            for d in route.deployments
+        )
+        # A profile for cost and context checks; never added to a session.
+        profile = Model(
+            alias=route.alias,
+            provider=deployments[0].provider if deployments else "openai",
+            upstream_name=route.alias,
+            kind=route.kind,
+            context_window=route.context_window,
+            input_price_per_mtok=route.input_price_per_mtok,
+            output_price_per_mtok=route.output_price_per_mtok,
+            project_id=route.project_id,
+        )
+        s = self.settings
+        return Target(
+            alias=route.alias,
+            kind=route.kind,
+            model=profile,
+            deployments=deployments,
+            strategy=route.strategy,
+            fallbacks=tuple(route.fallbacks or ()),
+            retries=s.gateway_retries if route.retries is None else route.retries,
+            attempt_timeout=route.attempt_timeout or s.gateway_attempt_timeout,
+            deadline=route.deadline or s.gateway_deadline,
+            project_id=route.project_id,
+        )
+
+
+def _not_found(alias: str) -> NotFound:
+    return NotFound(
+        f"The model {alias!r} does not exist or is not available to this project. "
+        "GET /v1/models lists the ones you may use.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def _wrong_kind(alias: str, has: str, wants: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"The model {alias!r} is a {has} model; this endpoint needs a {wants} model.",
+        param="model",
+    )
+
+
+# Changes committed in this process clear every directory's caches at once.
+@event.listens_for(Session, "after_flush")
+def _note_changes(session: Session, _context) -> None:
+    if any(isinstance(o, _WATCHED) for o in (*session.new, *session.dirty, *session.deleted)):
+        session.info["llmdeck_gateway_dirty"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _invalidate(session: Session) -> None:
+    if session.info.pop("llmdeck_gateway_dirty", False):
+        for directory in list(_directories):
+            directory.invalidate()
