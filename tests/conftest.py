@@ -111,11 +111,16 @@ class LiveServer:
         """Run the `llmdeck` CLI against this server's database."""
         return subprocess.run(
             [sys.executable, "-m", "llmdeck", *args],
-            env=self.env, capture_output=True, text=True, timeout=300,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
 
-def start_server(home: Path, *, database_url: str | None = None, extra_env: dict | None = None) -> LiveServer:
+def start_server(
+    home: Path, *, database_url: str | None = None, extra_env: dict | None = None
+) -> LiveServer:
     port = free_port()
     master = "ldk-master-" + secrets.token_hex(8)
     env = {
@@ -133,13 +138,17 @@ def start_server(home: Path, *, database_url: str | None = None, extra_env: dict
     log = open(home.parent / f"server-{port}.log", "w")  # noqa: SIM115 - lives with the process
     process = subprocess.Popen(
         [sys.executable, "-m", "llmdeck", "up", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"llmdeck up exited: {(home.parent / f'server-{port}.log').read_text()}")
+            raise RuntimeError(
+                f"llmdeck up exited: {(home.parent / f'server-{port}.log').read_text()}"
+            )
         try:
             if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
                 return LiveServer(url=url, master_key=master, home=home, process=process, env=env)

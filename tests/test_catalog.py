@@ -29,8 +29,12 @@ def test_added_model_key_is_stored_encrypted(db: Database) -> None:
             session,
             settings=db.settings,
             data=ModelCreate(
-                alias="gpt-x", upstream_name="gpt-x-2026", base_url="http://127.0.0.1:9/v1",
-                api_key="sk-very-secret", input_price_per_mtok=2.5, output_price_per_mtok=10,
+                alias="gpt-x",
+                upstream_name="gpt-x-2026",
+                base_url="http://127.0.0.1:9/v1",
+                api_key="sk-very-secret",
+                input_price_per_mtok=2.5,
+                output_price_per_mtok=10,
             ),
         )
         public = service.to_public(model)
@@ -46,16 +50,22 @@ def test_bad_models_are_refused_with_the_field_to_fix(db: Database) -> None:
     with db.session() as session:
         with pytest.raises(Conflict):
             service.create(
-                session, settings=db.settings,
+                session,
+                settings=db.settings,
                 data=ModelCreate(alias="smollm2-135m", upstream_name="x", base_url="http://h/v1"),
             )
         with pytest.raises(InvalidRequest) as missing:
-            service.create(session, settings=db.settings, data=ModelCreate(alias="m", upstream_name="x"))
+            service.create(
+                session, settings=db.settings, data=ModelCreate(alias="m", upstream_name="x")
+            )
         assert missing.value.param == "base_url"
         with pytest.raises(InvalidRequest) as provider:
             service.create(
-                session, settings=db.settings,
-                data=ModelCreate(alias="m", provider="nope", upstream_name="x", base_url="http://h"),
+                session,
+                settings=db.settings,
+                data=ModelCreate(
+                    alias="m", provider="nope", upstream_name="x", base_url="http://h"
+                ),
             )
         assert provider.value.param == "provider"
 
@@ -65,8 +75,11 @@ def test_project_scoped_and_disabled_models_are_hidden(db: Database) -> None:
         acme = identity.create_project(session, data=ProjectCreate(name="acme"))
         other = identity.create_project(session, data=ProjectCreate(name="other"))
         service.create(
-            session, settings=db.settings,
-            data=ModelCreate(alias="private", upstream_name="p", base_url="http://h/v1", project="acme"),
+            session,
+            settings=db.settings,
+            data=ModelCreate(
+                alias="private", upstream_name="p", base_url="http://h/v1", project="acme"
+            ),
         )
         assert "private" in [m.alias for m in service.list_models(session, project_id=acme.id)]
         assert "private" not in [m.alias for m in service.list_models(session, project_id=other.id)]

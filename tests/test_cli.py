@@ -18,7 +18,11 @@ from llmdeck.core.settings import get_settings
 def llmdeck(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "llmdeck", *args],
-        capture_output=True, text=True, input=input, timeout=300, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=300,
+        env=os.environ.copy(),
     )
 
 
@@ -30,8 +34,16 @@ def test_projects_users_and_keys() -> None:
     listed = json.loads(llmdeck("projects", "list", "--json").stdout)
     assert {p["name"] for p in listed} == {"acme", "default"}
 
-    user = llmdeck("users", "create", "ada@example.com", "--project", "acme", "--role", "reviewer",
-                   input="long enough pw\nlong enough pw\n")
+    user = llmdeck(
+        "users",
+        "create",
+        "ada@example.com",
+        "--project",
+        "acme",
+        "--role",
+        "reviewer",
+        input="long enough pw\nlong enough pw\n",
+    )
     assert user.returncode == 0 and "as reviewer in acme" in user.stdout
     assert "long enough pw" not in user.stdout + user.stderr
 
@@ -45,20 +57,37 @@ def test_projects_users_and_keys() -> None:
     assert rows[0]["status"] == "active"
 
     assert llmdeck("keys", "revoke", key["prefix"]).returncode == 0
-    assert json.loads(llmdeck("keys", "list", "--project", "acme", "--json").stdout)[0]["status"] == "revoked"
+    assert (
+        json.loads(llmdeck("keys", "list", "--project", "acme", "--json").stdout)[0]["status"]
+        == "revoked"
+    )
 
 
 def test_errors_say_what_to_do_next() -> None:
     missing = llmdeck("keys", "create", "--project", "nope")
     assert missing.returncode == 1
-    assert "No project named 'nope'" in missing.stderr and "llmdeck projects create nope" in missing.stderr
+    assert (
+        "No project named 'nope'" in missing.stderr
+        and "llmdeck projects create nope" in missing.stderr
+    )
     bad_role = llmdeck("keys", "create", "--project", "default", "--role", "owner")
     assert bad_role.returncode == 1 and "choose one of" in bad_role.stderr
 
 
 def test_models_add_stores_the_key_encrypted_and_never_prints_it() -> None:
-    added = llmdeck("models", "add", "remote", "--base-url", "http://127.0.0.1:9/v1",
-                    "--upstream", "big-model", "--api-key", "sk-secret-123", "--input-price", "1.5")
+    added = llmdeck(
+        "models",
+        "add",
+        "remote",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--upstream",
+        "big-model",
+        "--api-key",
+        "sk-secret-123",
+        "--input-price",
+        "1.5",
+    )
     assert added.returncode == 0, added.stderr
     assert "sk-secret-123" not in added.stdout
     listed = llmdeck("models", "list", "--json")
@@ -79,7 +108,10 @@ def test_config_show_describes_every_setting(monkeypatch: pytest.MonkeyPatch) ->
     rows = {r["variable"]: r for r in json.loads(shown.stdout)}
     assert {"LLMDECK_HOME", "LLMDECK_DATABASE_URL", "LLMDECK_MASTER_KEY"} <= set(rows)
     assert all(r["description"] for r in rows.values())
-    assert "ldk-super-secret" not in shown.stdout and rows["LLMDECK_MASTER_KEY"]["value"] == "(set, hidden)"
+    assert (
+        "ldk-super-secret" not in shown.stdout
+        and rows["LLMDECK_MASTER_KEY"]["value"] == "(set, hidden)"
+    )
 
 
 @pytest.mark.slow

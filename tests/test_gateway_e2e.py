@@ -51,7 +51,10 @@ def test_chat_completion_with_bundled_model(live_server: LiveServer, project_key
     completion = raw.parse()
     assert "Paris" in completion.choices[0].message.content
     assert completion.usage.prompt_tokens > 10 and 0 < completion.usage.completion_tokens <= 12
-    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert (
+        completion.usage.total_tokens
+        == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
 
     span = _trace(live_server, project_key, raw.headers["x-llmdeck-trace-id"])["spans"][0]
     assert span["model"] == "smollm2-135m" and span["provider"] == "local"
@@ -68,8 +71,12 @@ def test_greedy_decoding_is_deterministic(live_server: LiveServer, project_key: 
     client = _client(live_server, project_key)
     answers = {
         client.chat.completions.create(
-            model="smollm2-135m", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8
-        ).choices[0].message.content
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "Name a colour."}],
+            max_tokens=8,
+        )
+        .choices[0]
+        .message.content
         for _ in range(2)
     }
     assert len(answers) == 1
@@ -101,19 +108,28 @@ def test_streamed_chat_with_usage(live_server: LiveServer, project_key: str) -> 
 
 def test_stop_sequence_and_max_tokens(live_server: LiveServer, project_key: str) -> None:
     client = _client(live_server, project_key)
-    free = client.chat.completions.create(
-        model="smollm2-135m", messages=[{"role": "user", "content": "What is the capital of France?"}],
-        max_tokens=12,
-    ).choices[0].message.content
+    free = (
+        client.chat.completions.create(
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=12,
+        )
+        .choices[0]
+        .message.content
+    )
     cut = client.chat.completions.create(
-        model="smollm2-135m", messages=[{"role": "user", "content": "What is the capital of France?"}],
-        max_tokens=12, stop=["Paris"],
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=12,
+        stop=["Paris"],
     )
     assert "Paris" in free
     assert cut.choices[0].message.content == free.split("Paris")[0]
     assert cut.choices[0].finish_reason == "stop"
     short = client.chat.completions.create(
-        model="smollm2-135m", messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=3
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "Tell me a long story."}],
+        max_tokens=3,
     )
     assert short.usage.completion_tokens == 3 and short.choices[0].finish_reason == "length"
 
@@ -148,7 +164,9 @@ def test_bad_and_revoked_keys_are_refused(live_server: LiveServer, project_key: 
     assert client.models.list().data
     assert live_server.client(project="e2e").delete(f"/api/keys/{key['id']}").status_code == 200
     with pytest.raises(openai.AuthenticationError, match="revoked"):
-        client.chat.completions.create(model="smollm2-135m", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(
+            model="smollm2-135m", messages=[{"role": "user", "content": "hi"}]
+        )
 
 
 def test_unknown_model_is_404(live_server: LiveServer, project_key: str) -> None:
@@ -164,14 +182,27 @@ def test_unknown_model_is_404(live_server: LiveServer, project_key: str) -> None
     [
         ({"model": "smollm2-135m"}, "messages"),
         ({"model": "smollm2-135m", "messages": []}, "messages"),
-        ({"model": "smollm2-135m", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
-        ({"model": "smollm2-135m", "messages": [{"role": "user", "content": "x"}], "temperature": 7}, "temperature"),
+        (
+            {"model": "smollm2-135m", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages.0.role",
+        ),
+        (
+            {
+                "model": "smollm2-135m",
+                "messages": [{"role": "user", "content": "x"}],
+                "temperature": 7,
+            },
+            "temperature",
+        ),
         ({"model": "smollm2-135m", "messages": [{"role": "user", "content": "x"}], "n": 3}, "n"),
     ],
 )
-def test_malformed_requests_name_the_bad_field(live_server: LiveServer, project_key: str, body, param) -> None:
+def test_malformed_requests_name_the_bad_field(
+    live_server: LiveServer, project_key: str, body, param
+) -> None:
     response = httpx.post(
-        f"{live_server.url}/v1/chat/completions", json=body,
+        f"{live_server.url}/v1/chat/completions",
+        json=body,
         headers={"Authorization": f"Bearer {project_key}"},
     )
     assert response.status_code == 400
@@ -181,13 +212,18 @@ def test_malformed_requests_name_the_bad_field(live_server: LiveServer, project_
 
 def test_body_that_is_not_json_is_400(live_server: LiveServer, project_key: str) -> None:
     response = httpx.post(
-        f"{live_server.url}/v1/chat/completions", content=b"{not json",
+        f"{live_server.url}/v1/chat/completions",
+        content=b"{not json",
         headers={"Authorization": f"Bearer {project_key}", "Content-Type": "application/json"},
     )
-    assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    assert (
+        response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    )
 
 
-def test_prompt_longer_than_context_window_is_400(live_server: LiveServer, project_key: str) -> None:
+def test_prompt_longer_than_context_window_is_400(
+    live_server: LiveServer, project_key: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         _client(live_server, project_key).chat.completions.create(
             model="smollm2-135m",
@@ -198,7 +234,9 @@ def test_prompt_longer_than_context_window_is_400(live_server: LiveServer, proje
     assert err.value.body["param"] == "messages"
 
 
-def test_traces_api_lists_only_this_projects_calls(live_server: LiveServer, project_key: str) -> None:
+def test_traces_api_lists_only_this_projects_calls(
+    live_server: LiveServer, project_key: str
+) -> None:
     with live_server.client(project_key) as api:
         for _ in range(100):
             page = api.get("/api/traces", params={"model": "smollm2-135m", "limit": 2}).json()
@@ -206,7 +244,9 @@ def test_traces_api_lists_only_this_projects_calls(live_server: LiveServer, proj
                 break
             time.sleep(0.05)
         assert len(page["data"]) == 2 and page["next_cursor"]
-        rest = api.get("/api/traces", params={"model": "smollm2-135m", "cursor": page["next_cursor"]}).json()
+        rest = api.get(
+            "/api/traces", params={"model": "smollm2-135m", "cursor": page["next_cursor"]}
+        ).json()
         assert {t["trace_id"] for t in rest["data"]}.isdisjoint(t["trace_id"] for t in page["data"])
         errors = api.get("/api/traces", params={"status": "error"}).json()["data"]
         assert any(t["model"] == "gpt-unknown" for t in errors)

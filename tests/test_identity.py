@@ -25,13 +25,17 @@ def test_projects_are_unique_by_name(db: Database) -> None:
 
 def test_passwords_are_hashed_and_verified(db: Database) -> None:
     with db.session() as session:
-        service.create_user(session, data=UserCreate(email="Ada@Example.com", password="correct horse"))
+        service.create_user(
+            session, data=UserCreate(email="Ada@Example.com", password="correct horse")
+        )
     with db.session() as session:
         stored = session.scalar(select(User))
         assert stored.email == "ada@example.com"
         assert "correct horse" not in stored.password_hash
         assert stored.password_hash.startswith("$argon2")
-        user = service.authenticate_password(session, email="ada@example.com", password="correct horse")
+        user = service.authenticate_password(
+            session, email="ada@example.com", password="correct horse"
+        )
         assert user.id == stored.id
         with pytest.raises(AuthenticationFailed, match="Wrong email or password"):
             service.authenticate_password(session, email="ada@example.com", password="wrong")
@@ -48,7 +52,9 @@ def test_roles_per_project(db: Database) -> None:
         assert service.role_of(session, user=user, project=a) == "reviewer"
         assert service.role_of(session, user=user, project=b) is None
         service.add_member(session, user=user, project=a, role="builder")
-        assert [(p.name, r) for p, r in service.projects_of(session, user=user)] == [("a", "builder")]
+        assert [(p.name, r) for p, r in service.projects_of(session, user=user)] == [
+            ("a", "builder")
+        ]
         with pytest.raises(InvalidRequest, match="Unknown role"):
             service.add_member(session, user=user, project=b, role="owner")
 
@@ -63,7 +69,11 @@ def test_api_key_is_shown_once_and_stored_as_hash(db: Database) -> None:
         assert secret not in (row.key_hash, row.prefix)
         assert row.last_used_at is None
         principal = service.authenticate_key(session, secret=secret)
-        assert (principal.project_name, principal.role, principal.api_key_id) == ("acme", "builder", key.id)
+        assert (principal.project_name, principal.role, principal.api_key_id) == (
+            "acme",
+            "builder",
+            key.id,
+        )
     with db.session() as session:
         assert session.get(ApiKey, key.id).last_used_at is not None
 
@@ -73,7 +83,8 @@ def test_revoked_expired_and_unknown_keys_are_refused(db: Database) -> None:
         project = service.create_project(session, data=ProjectCreate(name="acme"))
         key, secret = service.create_key(session, project=project, data=ApiKeyCreate())
         short, short_secret = service.create_key(
-            session, project=project,
+            session,
+            project=project,
             data=ApiKeyCreate(expires_at=datetime.now(UTC) + timedelta(seconds=30)),
         )
         short.expires_at = datetime.now(UTC) - timedelta(seconds=1)
@@ -87,7 +98,9 @@ def test_revoked_expired_and_unknown_keys_are_refused(db: Database) -> None:
             service.authenticate_key(session, secret="ldk-made-up")
         with pytest.raises(InvalidRequest, match="future"):
             service.create_key(
-                session, project=project, data=ApiKeyCreate(expires_at=datetime(2000, 1, 1, tzinfo=UTC))
+                session,
+                project=project,
+                data=ApiKeyCreate(expires_at=datetime(2000, 1, 1, tzinfo=UTC)),
             )
 
 

@@ -14,7 +14,9 @@ from llmdeck.core.settings import get_settings
 
 
 @pytest.fixture
-def gateway(upstream, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, openai.OpenAI]]:
+def gateway(
+    upstream, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, openai.OpenAI]]:
     """The app in-process with a model `up` served by the scripted upstream."""
     monkeypatch.setenv("LLMDECK_MASTER_KEY", "ldk-master-test")
     monkeypatch.setenv("LLMDECK_UPSTREAM_READ_TIMEOUT", "1")
@@ -24,14 +26,21 @@ def gateway(upstream, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestCli
         created = http.post(
             "/api/models",
             json={
-                "alias": "up", "upstream_name": "upstream-model", "base_url": upstream.url,
-                "api_key": "sk-upstream-secret", "input_price_per_mtok": 3, "output_price_per_mtok": 6,
+                "alias": "up",
+                "upstream_name": "upstream-model",
+                "base_url": upstream.url,
+                "api_key": "sk-upstream-secret",
+                "input_price_per_mtok": 3,
+                "output_price_per_mtok": 6,
             },
         )
         assert created.status_code == 201, created.text
         assert "sk-upstream-secret" not in created.text
         client = openai.OpenAI(
-            base_url="http://testserver/v1", api_key="ldk-master-test", http_client=http, max_retries=0
+            base_url="http://testserver/v1",
+            api_key="ldk-master-test",
+            http_client=http,
+            max_retries=0,
         )
         yield http, client
 
@@ -48,7 +57,11 @@ def _span(http: TestClient, trace_id: str) -> dict:
 def test_relays_a_completion_with_the_stored_key(gateway, upstream) -> None:
     http, client = gateway
     raw = client.chat.completions.with_raw_response.create(
-        model="up", messages=[{"role": "user", "content": "hi"}], temperature=0.5, max_tokens=20, seed=7
+        model="up",
+        messages=[{"role": "user", "content": "hi"}],
+        temperature=0.5,
+        max_tokens=20,
+        seed=7,
     )
     completion = raw.parse()
     assert completion.choices[0].message.content == "Hello from upstream."
@@ -66,11 +79,15 @@ def test_relays_a_stream_chunk_by_chunk(gateway, upstream) -> None:
     http, client = gateway
     upstream.default = {"kind": "ok", "text": "one two three four five"}
     stream = client.chat.completions.create(
-        model="up", messages=[{"role": "user", "content": "count"}], stream=True,
+        model="up",
+        messages=[{"role": "user", "content": "count"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
-    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    deltas = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
     assert deltas == ["one ", "two ", "three ", "four ", "five"]
     assert chunks[-1].usage.completion_tokens == 5
 
@@ -79,7 +96,12 @@ def test_relays_embeddings(gateway, upstream) -> None:
     http, client = gateway
     http.post(
         "/api/models",
-        json={"alias": "up-embed", "kind": "embedding", "upstream_name": "e", "base_url": upstream.url},
+        json={
+            "alias": "up-embed",
+            "kind": "embedding",
+            "upstream_name": "e",
+            "base_url": upstream.url,
+        },
     )
     result = client.embeddings.create(model="up-embed", input=["a", "b"], encoding_format="float")
     assert [d.embedding for d in result.data] == [[0.1, 0.2, 0.0], [0.1, 0.2, 1.0]]
@@ -92,7 +114,11 @@ def test_upstream_500_is_502(gateway, upstream) -> None:
         client.chat.completions.create(model="up", messages=[{"role": "user", "content": "hi"}])
     assert err.value.status_code == 502
     with pytest.raises(openai.APIStatusError) as streamed:
-        list(client.chat.completions.create(model="up", messages=[{"role": "user", "content": "hi"}], stream=True))
+        list(
+            client.chat.completions.create(
+                model="up", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        )
     assert streamed.value.status_code == 502
 
 
@@ -102,7 +128,9 @@ def test_upstream_hang_is_504(gateway, upstream) -> None:
     started = time.monotonic()
     raw = None
     with pytest.raises(openai.APIStatusError) as err:
-        raw = client.chat.completions.create(model="up", messages=[{"role": "user", "content": "hi"}])
+        raw = client.chat.completions.create(
+            model="up", messages=[{"role": "user", "content": "hi"}]
+        )
     assert raw is None and err.value.status_code == 504
     assert time.monotonic() - started < 30
     errors = http.get("/api/traces", params={"status": "error", "model": "up"}).json()["data"]

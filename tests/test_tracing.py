@@ -17,9 +17,18 @@ from llmdeck.tracing.writer import SpanRecord, TraceWriter
 
 def _span(project_id: str, at: datetime, **fields) -> SpanRecord:
     defaults = dict(
-        project_id=project_id, trace_id=new_trace_id(), span_id=new_span_id(), name="chat m",
-        started_at=at, model="m", input=[{"role": "user", "content": "hi"}], output="hello",
-        input_tokens=3, output_tokens=2, cost=0.001, latency_ms=12.0,
+        project_id=project_id,
+        trace_id=new_trace_id(),
+        span_id=new_span_id(),
+        name="chat m",
+        started_at=at,
+        model="m",
+        input=[{"role": "user", "content": "hi"}],
+        output="hello",
+        input_tokens=3,
+        output_tokens=2,
+        cost=0.001,
+        latency_ms=12.0,
     )
     return SpanRecord(**{**defaults, **fields})
 
@@ -47,7 +56,14 @@ def test_duplicate_spans_are_written_once(db: Database) -> None:
     writer.submit(record)
     writer.close()
     with db.session() as session:
-        assert len(service.get_trace_or_raise(session, project_id=project.id, trace_id=record.trace_id).spans) == 1
+        assert (
+            len(
+                service.get_trace_or_raise(
+                    session, project_id=project.id, trace_id=record.trace_id
+                ).spans
+            )
+            == 1
+        )
 
 
 def test_list_filters_and_cursor_pagination(db: Database) -> None:
@@ -56,8 +72,14 @@ def test_list_filters_and_cursor_pagination(db: Database) -> None:
     writer = TraceWriter(db, interval=0.05)
     base = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(7):
-        writer.submit(_span(project.id, base + timedelta(minutes=i), model="a" if i % 2 else "b",
-                            status="error" if i == 3 else "ok"))
+        writer.submit(
+            _span(
+                project.id,
+                base + timedelta(minutes=i),
+                model="a" if i % 2 else "b",
+                status="error" if i == 3 else "ok",
+            )
+        )
     writer.close()
     with db.session() as session:
         seen, cursor = [], None
@@ -67,11 +89,15 @@ def test_list_filters_and_cursor_pagination(db: Database) -> None:
             if not (cursor := page.next_cursor):
                 break
         assert seen == sorted(seen, reverse=True) and len(seen) == 7
-        assert {t.model for t in service.list_traces(session, project_id=project.id, model="a").data} == {"a"}
+        assert {
+            t.model for t in service.list_traces(session, project_id=project.id, model="a").data
+        } == {"a"}
         errors = service.list_traces(session, project_id=project.id, status="error").data
         assert [e.started_at for e in errors] == [base + timedelta(minutes=3)]
         window = service.list_traces(
-            session, project_id=project.id, since=base + timedelta(minutes=2),
+            session,
+            project_id=project.id,
+            since=base + timedelta(minutes=2),
             until=base + timedelta(minutes=4),
         ).data
         assert len(window) == 2

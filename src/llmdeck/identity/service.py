@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -94,13 +95,16 @@ def set_password(session: Session, *, user: User, password: str) -> None:
 def authenticate_password(session: Session, *, email: str, password: str) -> User:
     user = get_user_by_email(session, email=email)
     # Verify against a dummy hash for unknown emails so timing does not reveal who exists.
-    ok = secrets.verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    ok = secrets.verify_password(user.password_hash if user else _dummy_hash(), password)
     if user is None or not ok:
         raise AuthenticationFailed("Wrong email or password.")
     return user
 
 
-_DUMMY_HASH = secrets.hash_password("not-a-real-password")
+@functools.cache
+def _dummy_hash() -> str:
+    # Computed on first use: hashing costs ~0.25 s, too much to spend at import.
+    return secrets.hash_password("not-a-real-password")
 
 
 def add_member(session: Session, *, user: User, project: Project, role: str) -> Membership:

@@ -33,6 +33,8 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # Loading bars belong to the one-off conversion, not to every server start.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _package_dir(package: str, pip_hint: str) -> Path:
@@ -98,6 +100,9 @@ def chat_model(cache_dir: Path, threads: int = 0):
             if not (target / "config.json").exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _convert_chat_model(gguf, target)
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
             tokenizer = AutoTokenizer.from_pretrained(target)
             model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
             _chat = (model, tokenizer)

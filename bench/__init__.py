@@ -1,0 +1,1 @@
+"""llmdeck's benchmarks: `make bench` runs them all and rewrites BENCHMARKS.md."""
