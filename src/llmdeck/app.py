@@ -6,17 +6,21 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmdeck import __version__
+from llmdeck import __version__, console
+from llmdeck.catalog.pages import pages as catalog_pages
 from llmdeck.catalog.router import router as catalog_router
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, RateLimited
 from llmdeck.core.settings import Settings, get_settings
 from llmdeck.gateway.api import router as gateway_config_router
+from llmdeck.gateway.pages import pages as gateway_pages
 from llmdeck.gateway.router import router as gateway_router
+from llmdeck.identity.pages import pages as identity_pages
 from llmdeck.identity.router import router as identity_router
 from llmdeck.runtime import Runtime
+from llmdeck.tracing.pages import pages as tracing_pages
 from llmdeck.tracing.router import router as tracing_router
 
 _STATUS_TYPES = {
@@ -60,29 +64,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Liveness: answers as soon as the server can serve."""
         return {"status": "ok", "version": __version__}
 
+    # The web console at `/`; each domain contributes its pages.
+    console.mount(app, [gateway_pages, catalog_pages, tracing_pages, identity_pages])
     _add_error_handlers(app)
     return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LLMDeckError)
-    async def llmdeck_error(_: Request, exc: LLMDeckError) -> JSONResponse:
+    async def llmdeck_error(request: Request, exc: LLMDeckError) -> Response:
+        if console.wants_html(request):
+            return await console.error_page(request, exc.status_code, exc.message)
         headers = {}
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
         param = ".".join(loc) or None
         message = f"Invalid request: {param + ': ' if param else ''}{first.get('msg')}."
         error = InvalidRequest(message, param=param, code="invalid_value")
+        if console.wants_html(request):
+            return await console.error_page(request, 400, message)
         return JSONResponse(error.to_dict(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if console.wants_html(request):
+            message = (
+                "There is nothing at this address." if exc.status_code == 404 else str(exc.detail)
+            )
+            return await console.error_page(request, exc.status_code, message)
         body = {
             "error": {
                 "message": str(exc.detail),

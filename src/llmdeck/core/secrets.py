@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -61,6 +62,14 @@ def _secret_key(settings: Settings) -> bytes:
             with os.fdopen(fd, "wb") as f:
                 f.write(Fernet.generate_key())
     return path.read_bytes().strip()
+
+
+def derived_key(settings: Settings, purpose: str) -> bytes:
+    """A key for one purpose (e.g. signing console cookies), derived from the platform secret.
+
+    Deriving per purpose means a value signed for one use can never be replayed as another.
+    """
+    return hmac.new(_secret_key(settings), f"llmdeck:{purpose}".encode(), hashlib.sha256).digest()
 
 
 def encrypt(settings: Settings, plaintext: str) -> str:

@@ -1,0 +1,260 @@
+// llmdeck console: small progressive enhancements. Pages work without it where they can.
+(function () {
+  "use strict";
+
+  const csrf = () => document.body.dataset.csrf || "";
+
+  function localizeTimes(root) {
+    root.querySelectorAll("time[data-local]").forEach((el) => {
+      const when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when)) return;
+      el.textContent = when.toLocaleString(undefined, {
+        month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+      });
+    });
+  }
+
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-copy]");
+    if (button) {
+      const source = document.getElementById(button.dataset.copy);
+      const label = button.querySelector("[data-label]") || button;
+      try {
+        await copyText(source.value || source.textContent);
+        label.textContent = "Copied";
+      } catch (err) {
+        source.select && source.select();
+        label.textContent = "Press Ctrl+C";
+      }
+      setTimeout(() => { label.textContent = "Copy"; }, 2000);
+    }
+    // Close an open project switcher when clicking elsewhere.
+    document.querySelectorAll("details.switcher[open]").forEach((d) => {
+      if (!d.contains(event.target)) d.removeAttribute("open");
+    });
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      document.querySelectorAll("details.switcher[open]").forEach((d) => {
+        d.removeAttribute("open");
+        d.querySelector("summary").focus();
+      });
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", () => {
+    localizeTimes(document);
+    const playground = document.getElementById("playground");
+    if (playground) initPlayground(playground);
+  });
+  document.addEventListener("htmx:afterSwap", (event) => localizeTimes(event.target));
+  // Pages whose session ended: htmx follows HX-Redirect; nothing else to do here.
+
+  // Playground: compare up to three models, each answer streamed as server-sent events.
+  function initPlayground(root) {
+    const form = root.querySelector("#composer");
+    const picks = [...form.querySelectorAll("input[name=model]")];
+    const maxModels = Number(form.dataset.maxModels || 3);
+    const list = form.querySelector("#messages");
+    const rowTemplate = root.querySelector("#message-row");
+    const answers = root.querySelector("#answers");
+    const answerTemplate = root.querySelector("#answer-card");
+    const sendButton = form.querySelector("#send");
+    const problem = form.querySelector("#composer-problem");
+    const temperature = form.querySelector("#temperature");
+    const temperatureNumber = form.querySelector("#temperature-value");
+    let running = [];
+
+    function syncPicks() {
+      const chosen = picks.filter((p) => p.checked).length;
+      picks.forEach((p) => { p.disabled = !p.checked && chosen >= maxModels; });
+      form.querySelector("#model-count").textContent = `${chosen} of ${maxModels} selected`;
+    }
+    picks.forEach((p) => p.addEventListener("change", syncPicks));
+    syncPicks();
+
+    temperature.addEventListener("input", () => { temperatureNumber.value = temperature.value; });
+    temperatureNumber.addEventListener("input", () => { temperature.value = temperatureNumber.value; });
+
+    function renumber() {
+      [...list.children].forEach((row, i) => {
+        row.querySelector("select").setAttribute("aria-label", `Message ${i + 1} role`);
+        row.querySelector("textarea").setAttribute("aria-label", `Message ${i + 1}`);
+        row.querySelector("button").setAttribute("aria-label", `Remove message ${i + 1}`);
+        row.querySelector("button").disabled = list.children.length === 1;
+      });
+    }
+    form.querySelector("#add-message").addEventListener("click", () => {
+      const row = rowTemplate.content.firstElementChild.cloneNode(true);
+      const last = list.lastElementChild;
+      const lastRole = last ? last.querySelector("select").value : "assistant";
+      row.querySelector("select").value = lastRole === "user" ? "assistant" : "user";
+      list.appendChild(row);
+      renumber();
+      row.querySelector("textarea").focus();
+    });
+    list.addEventListener("click", (event) => {
+      const remove = event.target.closest("[data-remove]");
+      if (!remove || list.children.length === 1) return;
+      const row = remove.closest(".msg-row");
+      const focusTo = row.previousElementSibling || row.nextElementSibling;
+      row.remove();
+      renumber();
+      focusTo.querySelector("textarea").focus();
+    });
+    renumber();
+
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (running.length) { stopAll(); return; }
+      const models = picks.filter((p) => p.checked).map((p) => p.value);
+      const messages = [...list.children]
+        .map((row) => ({ role: row.querySelector("select").value, content: row.querySelector("textarea").value.trim() }))
+        .filter((m) => m.content);
+      const problems = [];
+      if (!models.length) problems.push("Pick at least one model.");
+      if (!messages.length) problems.push("Write a message to send.");
+      problem.textContent = problems.join(" ");
+      problem.hidden = !problems.length;
+      if (problems.length) return;
+      const body = {
+        system: form.querySelector("#system").value,
+        messages,
+        temperature: Number(temperatureNumber.value),
+        max_tokens: Number(form.querySelector("#max-tokens").value),
+      };
+      answers.innerHTML = "";
+      answers.style.setProperty("--cols", String(models.length));
+      running = models.map((model) => stream(model, body));
+      setRunning(true);
+      Promise.allSettled(running.map((r) => r.done)).then(() => { running = []; setRunning(false); });
+    });
+
+    function setRunning(on) {
+      sendButton.querySelector("[data-label]").textContent = on ? "Stop" : "Send";
+      sendButton.classList.toggle("button-danger", on);
+      sendButton.classList.toggle("button-primary", !on);
+      answers.setAttribute("aria-busy", on ? "true" : "false");
+    }
+
+    function stopAll() { running.forEach((r) => r.controller.abort()); }
+
+    function stream(model, body) {
+      const card = answerTemplate.content.firstElementChild.cloneNode(true);
+      card.dataset.model = model;
+      card.querySelector("[data-field=model]").textContent = model;
+      const output = card.querySelector(".answer-output");
+      const status = card.querySelector("[data-field=status]");
+      const cursor = document.createElement("span");
+      cursor.className = "cursor";
+      cursor.setAttribute("aria-hidden", "true");
+      answers.appendChild(card);
+      const text = document.createTextNode("");
+      output.append(text, cursor);
+      const controller = new AbortController();
+      const set = (name, value) => { card.querySelector(`[data-field=${name}]`).textContent = value; };
+
+      async function run() {
+        status.textContent = "Waiting for the model…";
+        let response;
+        try {
+          response = await fetch("/playground/stream", {
+            method: "POST",
+            headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf(), Accept: "text/event-stream" },
+            body: JSON.stringify({ ...body, model }),
+            signal: controller.signal,
+          });
+        } catch (err) {
+          return fail(controller.signal.aborted ? "Stopped." : "Could not reach the server. Is it still running?");
+        }
+        if (!response.ok) {
+          let message = `The server answered ${response.status}.`;
+          try { message = (await response.json()).error.message; } catch (err) { /* not JSON */ }
+          if (response.status === 401) { message = "Your session has ended. Reload the page and sign in again."; }
+          return fail(message);
+        }
+        const reader = response.body.getReader();
+        const decoder = new TextDecoder();
+        let buffer = "";
+        try {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buffer += decoder.decode(value, { stream: true });
+            let cut;
+            while ((cut = buffer.indexOf("\n\n")) >= 0) {
+              handle(buffer.slice(0, cut));
+              buffer = buffer.slice(cut + 2);
+            }
+          }
+        } catch (err) {
+          return fail(controller.signal.aborted ? "Stopped." : "The connection was interrupted.");
+        }
+        cursor.remove();
+      }
+
+      function handle(raw) {
+        let event = "message";
+        let data = "";
+        raw.split("\n").forEach((line) => {
+          if (line.startsWith("event:")) event = line.slice(6).trim();
+          else if (line.startsWith("data:")) data += line.slice(5).trim();
+        });
+        const payload = data ? JSON.parse(data) : {};
+        if (event === "start") {
+          card.querySelector(".trace-link").href = `/requests/${payload.trace_id}`;
+          status.textContent = "Generating…";
+        } else if (event === "delta") {
+          text.appendData(payload.text);
+          card.dataset.chunks = String(Number(card.dataset.chunks || 0) + 1);
+        } else if (event === "done") {
+          set("tokens", `${payload.input_tokens} in · ${payload.output_tokens} out`);
+          set("cost", payload.cost_display);
+          set("latency", payload.latency_display);
+          set("ttft", payload.ttft_display);
+          status.textContent = payload.finish_reason === "length" ? "Stopped at max tokens" : "Done";
+          card.querySelector(".trace-link").hidden = false;
+          card.dataset.state = "done";
+        } else if (event === "error") {
+          fail(payload.message);
+          if (payload.trace_id) card.querySelector(".trace-link").hidden = false;
+        }
+      }
+
+      function fail(message) {
+        cursor.remove();
+        const alert = card.querySelector(".answer-error");
+        alert.hidden = false;
+        alert.querySelector("span").textContent = message;
+        status.textContent = "Failed";
+        card.dataset.state = "error";
+      }
+
+      return { controller, done: run() };
+    }
+  }
+})();

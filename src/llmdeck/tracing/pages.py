@@ -1,0 +1,100 @@
+"""Console pages of tracing: the requests explorer and one request's detail."""
+
+from __future__ import annotations
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+
+from llmdeck.catalog import service as catalog
+from llmdeck.console.auth import Viewer, signed_in
+from llmdeck.console.shell import PageSet, console_of
+from llmdeck.core.errors import NotFound
+from llmdeck.tracing import service
+from llmdeck.tracing.schemas import TracePage
+
+pages = PageSet("tracing", __file__)
+pages.nav("Requests", "/requests", section="Observe", order=40, icon="activity")
+
+PAGE_SIZE = 50
+STATUSES = ("ok", "error")
+
+
+def _page(request: Request, viewer: Viewer, model: str, status: str, cursor: str) -> TracePage:
+    with request.app.state.runtime.db.session() as session:
+        return service.list_traces(
+            session,
+            project_id=viewer.project.id,
+            model=model or None,
+            status=status if status in STATUSES else None,
+            cursor=cursor or None,
+            limit=PAGE_SIZE,
+        )
+
+
+def _fingerprint(page: TracePage) -> str:
+    """Changes when a request is added or finishes; lets polling skip identical refreshes."""
+    first = page.data[0] if page.data else None
+    return f"{len(page.data)}:{first.trace_id if first else ''}"
+
+
+@pages.router.get("/requests")
+def requests_page(
+    request: Request,
+    model: str = "",
+    status: str = "",
+    cursor: str = "",
+    viewer: Viewer = Depends(signed_in),
+):
+    page = _page(request, viewer, model, status, cursor)
+    with request.app.state.runtime.db.session() as session:
+        aliases = [m.alias for m in catalog.list_models(session, project_id=viewer.project.id)]
+    if model and model not in aliases:
+        aliases.append(model)
+    context = {
+        "page": page,
+        "fingerprint": _fingerprint(page),
+        "filters": {"model": model, "status": status if status in STATUSES else ""},
+        "cursor": cursor,
+        "aliases": aliases,
+        "statuses": STATUSES,
+    }
+    return console_of(request).render(request, "tracing/requests.html", context)
+
+
+@pages.router.get("/requests/rows")
+def request_rows(
+    request: Request,
+    model: str = "",
+    status: str = "",
+    known: str = "",
+    viewer: Viewer = Depends(signed_in),
+):
+    """The table body, for filters and polling; 204 when nothing changed since `known`."""
+    page = _page(request, viewer, model, status, "")
+    fingerprint = _fingerprint(page)
+    if known and known == fingerprint:
+        return Response(status_code=204)
+    context = {
+        "page": page,
+        "fingerprint": fingerprint,
+        "filters": {"model": model, "status": status if status in STATUSES else ""},
+        "previous": known,
+    }
+    return console_of(request).render(request, "tracing/_rows.html", context)
+
+
+@pages.router.get("/requests/{trace_id}")
+def request_detail(request: Request, trace_id: str, viewer: Viewer = Depends(signed_in)):
+    with request.app.state.runtime.db.session() as session:
+        try:
+            trace = service.get_trace_or_raise(
+                session, project_id=viewer.project.id, trace_id=trace_id
+            )
+        except NotFound:
+            # Spans are written a moment after the answer ends: say so, and look again shortly.
+            context = {"trace_id": trace_id}
+            return console_of(request).render(request, "tracing/pending.html", context)
+    root = next((s for s in trace.spans if s.parent_span_id is None), trace.spans[0])
+    messages = root.input if isinstance(root.input, list) else None
+    context = {"trace": trace, "root": root, "messages": messages}
+    return console_of(request).render(request, "tracing/detail.html", context)

@@ -1,0 +1,310 @@
+"""The console in-process: sign-in, sessions, CSRF, roles and the playground's pipeline path."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llmdeck.app import create_app
+from llmdeck.catalog import service as catalog
+from llmdeck.catalog.schemas import ModelCreate
+from llmdeck.console.session import COOKIE
+from llmdeck.core.settings import get_settings
+from llmdeck.identity import service as identity
+from llmdeck.identity.schemas import ProjectCreate, UserCreate
+from llmdeck.tracing import service as tracing
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def app():
+    return create_app(get_settings())
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app, follow_redirects=False) as client:
+        yield client
+
+
+def add_user(app, email: str, role: str | None, project: str = "default", **kw) -> None:
+    with app.state.runtime.db.session() as session:
+        user = identity.create_user(
+            session, data=UserCreate(email=email, password=PASSWORD, name=kw.pop("name", ""), **kw)
+        )
+        if role:
+            target = identity.ensure_project(session, name=project)
+            identity.add_member(session, user=user, project=target, role=role)
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def sign_in(client: TestClient, email: str, password: str = PASSWORD):
+    token = csrf_of(client.get("/sign-in").text)
+    return client.post("/sign-in", data={"email": email, "password": password, "csrf_token": token})
+
+
+def page_csrf(client: TestClient, path: str = "/requests") -> str:
+    return re.search(r'data-csrf="([^"]+)"', client.get(path).text).group(1)
+
+
+def test_pages_send_strangers_to_sign_in(client) -> None:
+    response = client.get("/requests?model=x")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/sign-in?next=/requests%3Fmodel%3Dx"
+    # htmx requests (polling) are told to reload into the sign-in page instead.
+    response = client.get("/requests/rows", headers={"HX-Request": "true"})
+    assert response.headers["HX-Redirect"] == "/sign-in"
+    # The API keeps answering JSON; unknown console paths get an HTML page.
+    assert client.get("/api/traces").json()["error"]["type"] == "authentication_error"
+    missing = client.get("/no-such-page")
+    assert missing.status_code == 404 and "Page not found" in missing.text
+
+
+def test_sign_in_sets_a_hardened_session_cookie(app, client) -> None:
+    add_user(app, "ada@example.com", "admin", name="Ada")
+    response = sign_in(client, "Ada@Example.com")
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith(COOKIE))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+    assert PASSWORD not in cookie
+    assert client.get("/").headers["location"] == "/playground"
+    page = client.get("/playground")
+    assert page.status_code == 200 and "Ada" in page.text
+
+
+def test_the_cookie_is_secure_over_https(app) -> None:
+    with TestClient(app, base_url="https://console.test", follow_redirects=False) as client:
+        add_user(app, "ada@example.com", "admin")
+        response = sign_in(client, "ada@example.com")
+    cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith(COOKIE))
+    assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_a_wrong_password_or_unknown_email_is_refused(app, client) -> None:
+    add_user(app, "ada@example.com", "admin")
+    for email, password in [("ada@example.com", "wrong password"), ("eve@example.com", PASSWORD)]:
+        response = sign_in(client, email, password)
+        assert response.status_code == 200
+        assert "Wrong email or password." in response.text
+        assert client.get("/requests").status_code == 303  # still signed out
+
+
+def test_a_forged_or_tampered_cookie_is_ignored(app, client) -> None:
+    add_user(app, "ada@example.com", "admin")
+    sign_in(client, "ada@example.com")
+    value = client.cookies[COOKIE]
+    body, mac = value.rsplit(".", 1)
+    client.cookies.clear()
+    client.cookies.set(COOKIE, body[:-2] + "xx." + mac)
+    assert client.get("/requests").status_code == 303
+    client.cookies.clear()
+    client.cookies.set(COOKIE, "not-a-session")
+    assert client.get("/requests").status_code == 303
+
+
+def test_state_changing_forms_need_the_csrf_token(app, client) -> None:
+    add_user(app, "ada@example.com", "admin")
+    # Signing in itself needs the token the sign-in page handed out (no login CSRF).
+    client.get("/sign-in")
+    refused = client.post("/sign-in", data={"email": "ada@example.com", "password": PASSWORD})
+    assert refused.status_code == 403
+    sign_in(client, "ada@example.com")
+    for token in (None, "forged-token"):
+        data = {"name": "ci", "role": "builder"} | ({"csrf_token": token} if token else {})
+        response = client.post("/keys", data=data)
+        assert response.status_code == 403
+        assert "did not come from the console" in response.text
+    assert "ldk-" not in client.get("/keys").text  # no key was created
+    token = page_csrf(client)
+    # Forms send it as a field, htmx and fetch as a header.
+    assert "ldk-" in client.post("/keys", data={"name": "ci", "csrf_token": token}).text
+    response = client.post("/keys", data={"name": "ci2"}, headers={"X-CSRF-Token": token})
+    assert "ldk-" in response.text
+    assert client.post("/sign-out").status_code == 403
+    assert client.get("/requests").status_code == 200  # still signed in
+    response = client.post("/sign-out", data={"csrf_token": token})
+    assert response.headers["location"] == "/sign-in"
+    assert client.get("/requests").status_code == 303
+
+
+def test_what_a_user_sees_and_does_follows_their_role(app, client) -> None:
+    add_user(app, "vic@example.com", "viewer")
+    sign_in(client, "vic@example.com")
+    assert client.get("/").headers["location"] == "/models"
+    page = client.get("/requests")
+    assert page.status_code == 200
+    assert 'href="/playground"' not in page.text and 'href="/keys"' not in page.text
+    assert client.get("/keys").status_code == 403
+    assert client.get("/playground").status_code == 403
+    token = page_csrf(client)
+    run = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "hi"}]}
+    response = client.post(
+        "/playground/stream",
+        json=run,
+        headers={"X-CSRF-Token": token, "Accept": "text/event-stream"},
+    )
+    assert response.status_code == 403
+    assert "needs builder" in response.json()["error"]["message"]
+    models = client.get("/models").text
+    assert "Add an OpenAI-compatible model" not in models
+    form = {"alias": "m", "upstream_name": "m", "base_url": "http://h/v1", "csrf_token": token}
+    assert client.post("/models", data=form).status_code == 403
+
+
+def test_a_builder_uses_the_playground_but_not_keys(app, client) -> None:
+    add_user(app, "bob@example.com", "builder")
+    sign_in(client, "bob@example.com")
+    page = client.get("/playground")
+    assert page.status_code == 200 and 'value="smollm2-135m"' in page.text
+    assert 'value="minilm-l6"' not in page.text  # only chat models
+    assert 'href="/keys"' not in page.text
+    assert client.get("/keys").status_code == 403
+
+
+def test_the_project_switcher_only_opens_the_users_projects(app, client) -> None:
+    add_user(app, "ada@example.com", "viewer")
+    with app.state.runtime.db.session() as session:
+        acme = identity.create_project(session, data=ProjectCreate(name="acme"))
+        identity.create_project(session, data=ProjectCreate(name="secret"))
+        user = identity.get_user_by_email(session, email="ada@example.com")
+        identity.add_member(session, user=user, project=acme, role="admin")
+    sign_in(client, "ada@example.com")
+    page = client.get("/requests").text
+    assert 'value="acme"' in page and 'value="default"' in page and "secret" not in page
+    token = page_csrf(client)
+    response = client.post(
+        "/projects/switch", data={"project": "acme", "next": "/requests/x", "csrf_token": token}
+    )
+    assert response.headers["location"] == "/requests"
+    assert client.get("/keys").status_code == 200  # admin in acme
+    response = client.post("/projects/switch", data={"project": "secret", "csrf_token": token})
+    assert response.status_code == 404
+    assert client.get("/keys").status_code == 200  # still in acme
+
+
+def test_a_user_without_a_project_is_told_what_to_do(app, client) -> None:
+    add_user(app, "new@example.com", None)
+    sign_in(client, "new@example.com")
+    response = client.get("/requests")
+    assert response.status_code == 403
+    assert "not a member of any project" in response.text
+
+
+def test_the_demo_admin_can_sign_in(app, client) -> None:
+    from llmdeck import demo
+
+    with app.state.runtime.db.session() as session:
+        access = demo.seed(session, app.state.runtime.settings)
+    response = sign_in(client, access.email, access.password)
+    assert response.status_code == 303
+    token = page_csrf(client, "/keys")
+    client.post("/projects/switch", data={"project": "demo", "csrf_token": token})
+    page = client.get("/keys").text
+    assert 'aria-current="true"' in page and "demo (make run)" in page
+
+
+def sse_events(text: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def wait_for_trace(app, project_id: str, trace_id: str):
+    deadline = time.monotonic() + 5
+    while True:
+        with app.state.runtime.db.session() as session:
+            try:
+                return tracing.get_trace_or_raise(session, project_id=project_id, trace_id=trace_id)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.05)
+
+
+def test_the_playground_calls_models_through_the_gateway(app, client, upstream) -> None:
+    add_user(app, "ada@example.com", "admin")
+    upstream.default = {"kind": "ok", "text": "Paris is the capital of France."}
+    with app.state.runtime.db.session() as session:
+        catalog.create(
+            session,
+            settings=app.state.runtime.settings,
+            data=ModelCreate(
+                alias="up",
+                upstream_name="up-1",
+                base_url=upstream.url,
+                input_price_per_mtok=1000,
+                output_price_per_mtok=2000,
+            ),
+        )
+        project_id = identity.get_project_by_name(session, name="default").id
+    sign_in(client, "ada@example.com")
+    token = page_csrf(client)
+    run = {
+        "model": "up",
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Capital of France?"}],
+        "temperature": 0,
+        "max_tokens": 16,
+    }
+    headers = {"X-CSRF-Token": token, "Accept": "text/event-stream"}
+    response = client.post("/playground/stream", json=run, headers=headers)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response.text)
+    assert events[0][0] == "start" and events[-1][0] == "done"
+    text = "".join(data["text"] for name, data in events if name == "delta")
+    assert text == "Paris is the capital of France."
+    done = events[-1][1]
+    assert done["output_tokens"] > 0 and done["cost"] > 0 and done["latency_ms"] > 0
+    # The upstream saw the system prompt and the parameters.
+    sent = upstream.requests[-1]
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert (
+        sent["temperature"] == 0 and sent.get("max_tokens", sent.get("max_completion_tokens")) == 16
+    )
+    # Recorded like any gateway call, marked as coming from the playground.
+    trace = wait_for_trace(app, project_id, events[0][1]["trace_id"])
+    assert trace.spans[0].attributes["source"] == "playground"
+    assert trace.spans[0].output == text
+    detail = client.get(f"/requests/{trace.trace_id}").text
+    assert "Capital of France?" in detail and "Be brief." in detail and text in detail
+
+    # A model the project cannot use fails inside the stream, with its trace.
+    response = client.post("/playground/stream", json=run | {"model": "nope"}, headers=headers)
+    name, data = sse_events(response.text)[-1]
+    assert name == "error" and "does not exist" in data["message"]
+    assert wait_for_trace(app, project_id, data["trace_id"]).spans[0].status == "error"
+
+
+def test_requests_explorer_filters_and_escapes(app, client) -> None:
+    add_user(app, "ada@example.com", "admin")
+    sign_in(client, "ada@example.com")
+    token = page_csrf(client)
+    run = {"model": "nope", "messages": [{"role": "user", "content": "<script>alert(1)</script>"}]}
+    headers = {"X-CSRF-Token": token, "Accept": "text/event-stream"}
+    trace_id = sse_events(client.post("/playground/stream", json=run, headers=headers).text)[0][1][
+        "trace_id"
+    ]
+    with app.state.runtime.db.session() as session:
+        project_id = identity.get_project_by_name(session, name="default").id
+    wait_for_trace(app, project_id, trace_id)
+    rows = client.get("/requests/rows?status=error").text
+    assert trace_id in rows
+    assert trace_id not in client.get("/requests/rows?status=ok").text
+    assert trace_id not in client.get("/requests/rows?model=smollm2-135m").text
+    # Polling with what the page already shows gets 204: nothing to swap.
+    known = re.search(r'"known": "([^"]+)"', rows.replace("&#34;", '"')).group(1)
+    assert client.get(f"/requests/rows?status=error&known={known}").status_code == 204
+    detail = client.get(f"/requests/{trace_id}").text
+    assert "<script>alert(1)</script>" not in detail
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail

@@ -1,0 +1,248 @@
+"""The console in a real browser: headless Chromium (Debian's) against a real `llmdeck up`.
+
+Every test fails on a JavaScript error or console error in the page, and saves a screenshot
+of each page it visits under test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, LiveServer
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+EMAIL, PASSWORD = "ada@example.com", "correct horse battery"
+
+if not CHROMIUM.exists():  # `make test` installs it; say how when it is missing
+    pytest.skip("needs Debian's chromium: apt-get install -y chromium", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
+
+
+@pytest.fixture(scope="module")
+def server(live_server: LiveServer) -> LiveServer:
+    """The live server with an admin user of the default project."""
+    with live_server.client() as api:
+        user = {"email": EMAIL, "password": PASSWORD, "name": "Ada Lovelace"}
+        api.post("/api/users", json=user).raise_for_status()
+        api.put("/api/members", json={"email": EMAIL, "role": "admin"}).raise_for_status()
+    return live_server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server: LiveServer) -> Iterator:
+    """A fresh browser context; the test fails if the page logs an error."""
+    context = browser.new_context(
+        base_url=server.url,
+        viewport={"width": 1360, "height": 860},
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    yield page
+    context.close()
+    assert errors == [], "the page logged errors"
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def sign_in(page, email: str = EMAIL, password: str = PASSWORD) -> None:
+    page.goto("/sign-in")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_a_wrong_password_is_refused(page) -> None:
+    page.goto("/")
+    assert page.url.endswith("/sign-in?next=/")
+    shot(page, "sign-in")
+    sign_in(page, password="not the password")
+    sync_api.expect(page.get_by_role("alert")).to_contain_text("Wrong email or password")
+    assert "/sign-in" in page.url
+    # The email stays filled in and focus goes to the password, to try again quickly.
+    sync_api.expect(page.get_by_label("Email")).to_have_value(EMAIL)
+    sync_api.expect(page.get_by_label("Password")).to_be_focused()
+    shot(page, "sign-in-refused")
+
+
+def test_playground_streams_the_answer_and_links_to_its_trace(page) -> None:
+    sign_in(page)
+    page.wait_for_url("**/playground")
+    sync_api.expect(page.get_by_role("navigation", name="Main")).to_contain_text("API keys")
+    sync_api.expect(page.get_by_label("smollm2-135m")).to_be_checked()
+    page.get_by_label("System prompt").fill("You are a friendly assistant. Answer briefly.")
+    page.get_by_label("Message 1", exact=True).fill("What is the capital of France?")
+    page.get_by_label("Temperature", exact=True).fill("0")
+    page.get_by_label("Max tokens").fill("16")
+    shot(page, "playground-compose")
+    page.get_by_role("button", name="Send").click()
+
+    answer = page.locator("article.answer[data-model='smollm2-135m']")
+    output = answer.locator(".answer-output")
+    # The text arrives in pieces while the model generates, before the answer is done.
+    page.wait_for_function(
+        "() => { const c = document.querySelector('article.answer');"
+        " return c && Number(c.dataset.chunks || 0) >= 1 && c.dataset.state !== 'done'; }",
+        timeout=180_000,
+    )
+    sync_api.expect(answer).to_have_attribute("data-state", "done", timeout=120_000)
+    assert int(answer.get_attribute("data-chunks")) >= 2
+    text = output.inner_text().strip()
+    assert text
+    tokens = answer.locator("[data-field=tokens]").inner_text()
+    assert re.fullmatch(r"\d+ in · ([1-9]|1[0-6]) out", tokens), tokens
+    assert answer.locator("[data-field=cost]").inner_text() == "$0"  # bundled: free
+    assert re.search(r"\d", answer.locator("[data-field=latency]").inner_text())
+    shot(page, "playground")
+
+    answer.get_by_role("link", name="View trace").click()
+    page.wait_for_url(re.compile(r".*/requests/[0-9a-f]{32}$"))
+    main = page.locator("main")
+    sync_api.expect(main.locator(".message-user")).to_contain_text("capital of France")
+    sync_api.expect(main.locator(".message-system")).to_contain_text("friendly assistant")
+    sync_api.expect(main.locator(".message-assistant")).to_contain_text(text[:10])
+    sync_api.expect(main.get_by_text("Time to first token")).to_be_visible()
+    sync_api.expect(main).to_contain_text("playground")
+    shot(page, "request-detail")
+
+
+def test_requests_explorer_shows_new_requests_without_reload(page, server) -> None:
+    sign_in(page)
+    page.goto("/requests")
+    rows = page.locator("#request-rows tr[data-trace-id]")
+    before = rows.count()
+    # Another client calls a model that does not exist: the failure is traced too.
+    with server.client() as api:
+        response = api.post(
+            "/v1/chat/completions",
+            json={"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert response.status_code == 404
+    new = rows.filter(has_text="no-such-model")
+    sync_api.expect(new).to_have_count(1, timeout=10_000)
+    assert rows.count() == before + 1
+    sync_api.expect(new).to_contain_text("error")
+    trace_id = new.get_attribute("data-trace-id")
+    row = page.locator(f"tr[data-trace-id='{trace_id}']")
+    shot(page, "requests")
+
+    page.get_by_label("Status").select_option("error")
+    sync_api.expect(rows.first).to_have_attribute("data-trace-id", trace_id)
+    for status in rows.locator(".badge").all_inner_texts():
+        assert status == "error"
+    page.get_by_label("Status").select_option("")
+    page.get_by_label("Model").select_option("smollm2-135m")
+    sync_api.expect(row).to_have_count(0)
+
+    page.get_by_label("Model").select_option("")
+    sync_api.expect(row).to_be_visible()
+    row.get_by_role("link").click()
+    page.wait_for_url(f"**/requests/{trace_id}")
+    sync_api.expect(page.get_by_role("alert")).to_contain_text("does not exist")
+
+
+def test_api_keys_are_created_shown_once_and_revoked(page, server) -> None:
+    sign_in(page)
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name").fill("ci-bot")
+    page.get_by_label("Role").select_option("viewer")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_label("New API key").input_value()
+    assert secret.startswith("ldk-")
+    page.get_by_role("button", name="Copy").click()
+    sync_api.expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    shot(page, "keys")
+    with server.client(key=secret) as api:
+        assert api.get("/api/me").json()["role"] == "viewer"
+
+    # Shown once: the list has only the prefix, and reloading does not bring it back.
+    page.goto("/keys")
+    assert secret not in page.content()
+    row = page.locator("tr", has_text="ci-bot")
+    sync_api.expect(row).to_contain_text(secret[:12])
+    row.get_by_role("button", name=re.compile("Revoke key ci-bot")).click()
+    sync_api.expect(row).to_contain_text("revoked")
+    with server.client(key=secret) as api:
+        assert api.get("/api/me").status_code == 401
+
+
+def test_models_page_adds_an_openai_compatible_model(page) -> None:
+    sign_in(page)
+    page.get_by_role("link", name="Models").click()
+    sync_api.expect(page.locator("tbody")).to_contain_text("smollm2-135m")
+    form = page.locator("form[action='/models']")
+    form.get_by_label("Alias").fill("team-gpt")
+    form.get_by_label("Upstream model name").fill("gpt-4o-mini")
+    form.get_by_label("Base URL").fill("http://127.0.0.1:9/v1")
+    form.get_by_label("API key").fill("sk-test-never-shown-again")
+    form.get_by_label("Input price").fill("0.15")
+    form.get_by_label("Output price").fill("0.6")
+    form.get_by_role("button", name="Add model").click()
+    sync_api.expect(page.get_by_role("status")).to_contain_text("Added team-gpt")
+    row = page.locator("tr", has_text="team-gpt")
+    sync_api.expect(row).to_contain_text("$0.15")
+    sync_api.expect(row).to_contain_text("stored")
+    assert "sk-test-never-shown-again" not in page.content()
+    shot(page, "models")
+
+
+def test_sign_out_ends_the_session(page) -> None:
+    sign_in(page)
+    page.wait_for_url("**/playground")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/sign-in")
+    page.goto("/requests")
+    assert "/sign-in" in page.url
+
+
+def test_the_console_is_keyboard_usable(page) -> None:
+    sign_in(page)
+    page.wait_for_url("**/playground")
+    page.keyboard.press("Tab")  # the skip link comes first, then straight into the page
+    sync_api.expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    sync_api.expect(page.get_by_label("smollm2-135m")).to_be_focused()
+    page.keyboard.press("Space")  # unchecking with the keyboard works like a click
+    sync_api.expect(page.get_by_label("smollm2-135m")).not_to_be_checked()
+    # Every form control of the playground has an accessible name.
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll(
+                '#composer input, #composer select, #composer textarea, #composer button')]
+            .filter(el => !el.labels?.length && !el.getAttribute('aria-label')
+                          && !el.textContent.trim())
+            .map(el => el.outerHTML)"""
+    )
+    assert unnamed == []
