@@ -15,6 +15,7 @@ from llmdeck.gateway.schemas import (
     GatewayConfig,
     LimitSpec,
     RoutePublic,
+    RoutePut,
     RouteSpec,
 )
 from llmdeck.identity import service as identity
@@ -93,13 +94,13 @@ def get_gateway_route(
 @router.put("/routes/{alias:path}", operation_id="put_gateway_route", response_model=RoutePublic)
 def put_gateway_route(
     alias: str,
-    body: RouteSpec,
+    body: RoutePut,
     principal: Principal = Depends(admin),
     session: Session = Depends(get_session),
     runtime: Runtime = Depends(get_runtime),
 ):
     """Create or replace a route: deployments, weights, strategy, retries, fallbacks."""
-    body = body.model_copy(update={"alias": alias})
+    body = RouteSpec.model_validate({**body.model_dump(), "alias": alias})
     if body.project is None and not principal.all_projects:
         body = body.model_copy(update={"project": principal.project_name})
     _own_project(principal, body.project, "add routes")

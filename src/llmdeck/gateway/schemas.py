@@ -132,6 +132,12 @@ class RouteSpec(BaseModel):
     deployments: list[DeploymentSpec] = Field(min_length=1)
 
 
+class RoutePut(RouteSpec):
+    """A route sent to PUT /api/gateway/routes/{alias}: the path names it."""
+
+    alias: str | None = Field(default=None, max_length=200, pattern=ALIAS_PATTERN)
+
+
 class DeploymentPublic(BaseModel):
     name: str
     provider: str
