@@ -21,6 +21,7 @@ from llmdeck.identity.pages import pages as identity_pages
 from llmdeck.identity.router import router as identity_router
 from llmdeck.runtime import Runtime
 from llmdeck.tracing.pages import pages as tracing_pages
+from llmdeck.tracing.otlp_router import router as otlp_router
 from llmdeck.tracing.router import router as tracing_router
 
 _STATUS_TYPES = {
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         identity_router,
         catalog_router,
         tracing_router,
+        otlp_router,
         gateway_router,
         gateway_config_router,
     ):

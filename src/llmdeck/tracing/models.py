@@ -18,6 +18,7 @@ class Span(Base):
         UniqueConstraint("project_id", "trace_id", "span_id"),
         Index("ix_spans_project_started", "project_id", "started_at"),
         Index("ix_spans_project_trace", "project_id", "trace_id"),
+        Index("ix_spans_project_session", "project_id", "session_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -42,3 +43,7 @@ class Span(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Added by 0004_observability: who and what the call was for, from the SDK or OTLP.
+    session_id: Mapped[str | None] = mapped_column(String(200))
+    user_id: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[list[str] | None] = mapped_column(JSON)

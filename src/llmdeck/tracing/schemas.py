@@ -30,6 +30,9 @@ class SpanPublic(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
     started_at: datetime
     ended_at: datetime | None
+    session_id: str | None = None
+    user_id: str | None = None
+    tags: list[str] | None = None
 
 
 class TraceSummary(BaseModel):

@@ -41,6 +41,9 @@ class SpanRecord:
     error: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     ended_at: datetime | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    tags: list[str] | None = None
 
 
 class TraceWriter:

@@ -1,0 +1,1 @@
+"""Monitoring: metrics over traces, dashboard data, feedback, alerts, drift and retention."""
