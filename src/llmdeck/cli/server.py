@@ -37,7 +37,6 @@ def up(
             create_app(settings), host=host, port=port, log_level="warning", access_log=False
         )
     )
-    started = time.perf_counter()
 
     def announce() -> None:
         while not server.started and not server.should_exit:
@@ -50,7 +49,7 @@ def up(
         )
         console.print(f"  Console:   {url}/")
         console.print(f"  Gateway:   {url}/v1   (OpenAI-compatible)")
-        console.print(f"  REST API:  {url}/api  (described at {url}/openapi.json)")
+        console.print(f"  REST API:  {url}/api  (OpenAPI at /openapi.json)")
         if access is not None:
             password = access.password or "(changed since first start)"
             console.print(f"  Sign in:   {access.email} / {password}", highlight=False)
