@@ -44,9 +44,7 @@ def up(
         if not server.started:
             return
         url = f"http://{host}:{port}"
-        console.print(
-            f"[bold green]llmdeck is ready[/bold green] in {time.perf_counter() - started:.1f}s"
-        )
+        console.print("[bold green]llmdeck is ready[/bold green]")
         console.print(f"  Console:   {url}/")
         console.print(f"  Gateway:   {url}/v1   (OpenAI-compatible)")
         console.print(f"  REST API:  {url}/api  (OpenAPI at /openapi.json)")
