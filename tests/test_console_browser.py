@@ -40,6 +40,10 @@ def server(live_server: LiveServer) -> LiveServer:
         user = {"email": EMAIL, "password": PASSWORD, "name": "Ada Lovelace"}
         api.post("/api/users", json=user).raise_for_status()
         api.put("/api/members", json={"email": EMAIL, "role": "admin"}).raise_for_status()
+        # Load the bundled model once, so the playground shows steady-state timings.
+        hello = {"role": "user", "content": "Say hello."}
+        warm = {"model": "smollm2-135m", "messages": [hello], "max_tokens": 4}
+        api.post("/v1/chat/completions", json=warm).raise_for_status()
     return live_server
 
 
@@ -246,3 +250,15 @@ def test_the_console_is_keyboard_usable(page) -> None:
             .map(el => el.outerHTML)"""
     )
     assert unnamed == []
+
+
+@pytest.mark.parametrize("width", [1024, 800])
+def test_pages_fit_a_small_laptop_screen(page, width: int) -> None:
+    sign_in(page)
+    page.wait_for_url("**/playground")
+    page.set_viewport_size({"width": width, "height": 700})
+    for path in ("/playground", "/requests", "/models", "/keys"):
+        page.goto(path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} scrolls sideways at {width}px"
+        shot(page, f"small-{width}{path.replace('/', '-')}")
