@@ -19,6 +19,8 @@ from llmdeck.gateway.pages import pages as gateway_pages
 from llmdeck.gateway.router import router as gateway_router
 from llmdeck.identity.pages import pages as identity_pages
 from llmdeck.identity.router import router as identity_router
+from llmdeck.monitoring.router import feedback_router
+from llmdeck.monitoring.router import router as monitoring_router
 from llmdeck.runtime import Runtime
 from llmdeck.tracing.pages import pages as tracing_pages
 from llmdeck.tracing.otlp_router import router as otlp_router
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         catalog_router,
         tracing_router,
         otlp_router,
+        monitoring_router,
+        feedback_router,
         gateway_router,
         gateway_config_router,
     ):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llmdeck.catalog import service as catalog
 from llmdeck.core.db import Database, get_database
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.service import Gateway
 from llmdeck.identity import service as identity
+from llmdeck.monitoring.loop import MonitoringLoop
 from llmdeck.providers.service import close_providers
 from llmdeck.tracing.writer import TraceWriter
 
@@ -32,6 +33,8 @@ class Runtime:
     db: Database
     writer: TraceWriter
     gateway: Gateway
+    # Alert evaluation and the retention purge, in the background.
+    monitor: MonitoringLoop | None = field(default=None)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -40,10 +43,14 @@ class Runtime:
         writer = TraceWriter(
             db, interval=settings.trace_flush_interval, batch_size=settings.trace_batch_size
         )
-        return cls(settings=settings, db=db, writer=writer, gateway=Gateway(db, settings, writer))
+        gateway = Gateway(db, settings, writer)
+        monitor = MonitoringLoop(db, settings).start()
+        return cls(settings=settings, db=db, writer=writer, gateway=gateway, monitor=monitor)
 
     async def stop(self) -> None:
         """Write every queued span and release connections."""
+        if self.monitor is not None:
+            self.monitor.stop()
         await self.gateway.drain()
         self.writer.close()
         await close_providers()

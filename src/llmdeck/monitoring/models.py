@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from llmdeck.core.db import Base, UTCDateTime, utcnow
@@ -84,3 +85,21 @@ class ObservabilitySettings(Base):
     )
     retention_days: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DriftReport(Base):
+    """One comparison of a recent window of inputs against a baseline window."""
+
+    __tablename__ = "drift_reports"
+    __table_args__ = (Index("ix_drift_reports_project_created", "project_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(50))
+    baseline_count: Mapped[int] = mapped_column(Integer)
+    recent_count: Mapped[int] = mapped_column(Integer)
+    statistic: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    drifted: Mapped[bool] = mapped_column(Boolean, default=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,4 +1,4 @@
-"""observability: span session/user/tags, feedback, alert rules and events, retention
+"""observability: span session/user/tags, feedback, alerts, drift reports, retention
 
 Revision ID: 0004_observability
 Revises: 0001
@@ -103,8 +103,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("project_id", name="pk_observability_settings"),
     )
 
+    op.create_table(
+        "drift_reports",
+        sa.Column("id", sa.String(26), nullable=False),
+        sa.Column("project_id", sa.String(26), nullable=False),
+        sa.Column("method", sa.String(50), nullable=False),
+        sa.Column("baseline_count", sa.Integer(), nullable=False),
+        sa.Column("recent_count", sa.Integer(), nullable=False),
+        sa.Column("statistic", sa.Float(), nullable=True),
+        sa.Column("p_value", sa.Float(), nullable=True),
+        sa.Column("drifted", sa.Boolean(), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("created_at", UTC, nullable=False),
+        _project_fk("drift_reports"),
+        sa.PrimaryKeyConstraint("id", name="pk_drift_reports"),
+    )
+    op.create_index(
+        "ix_drift_reports_project_created", "drift_reports", ["project_id", "created_at"]
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("drift_reports")
     op.drop_table("observability_settings")
     op.drop_table("alert_events")
     op.drop_table("alert_rules")

@@ -1,0 +1,114 @@
+"""Shapes of feedback, alert rules and events, drift reports and retention settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FeedbackCreate(BaseModel):
+    name: str = Field(default="user", max_length=100, description="What is judged, e.g. user.")
+    score: float | None = Field(default=None, description="A number, e.g. 0..1 or 1..5.")
+    thumbs: Literal["up", "down"] | None = Field(default=None, description="up or down.")
+    comment: str | None = Field(default=None, max_length=10_000)
+    span_id: str | None = Field(default=None, max_length=16, description="One span of the trace.")
+    author: str | None = Field(default=None, max_length=200)
+    source: Literal["api", "sdk", "console"] = "api"
+
+
+class FeedbackPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    trace_id: str
+    span_id: str | None
+    name: str
+    kind: str
+    score: float | None
+    comment: str | None
+    source: str
+    author: str | None
+    created_at: datetime
+
+
+class FeedbackPage(BaseModel):
+    data: list[FeedbackPublic]
+    next_cursor: str | None = None
+
+
+class AlertRuleCreate(BaseModel):
+    name: str = Field(max_length=200)
+    metric: str = Field(
+        description="A dashboard metric: latency_p95, error_rate, cost_per_day, "
+        "feedback_score, drift_p_value, ..."
+    )
+    comparison: Literal[">", "<"] = ">"
+    threshold: float
+    window_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    webhook_url: str = Field(max_length=1000, description="Where firing and resolved go (POST).")
+    secret: str | None = Field(
+        default=None, min_length=16, description="HMAC key; generated when left out."
+    )
+
+
+class AlertRulePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    metric: str
+    comparison: str
+    threshold: float
+    window_minutes: int
+    webhook_url: str
+    enabled: bool
+    state: str
+    last_value: float | None
+    last_evaluated_at: datetime | None
+    created_at: datetime
+
+
+class AlertRuleCreated(AlertRulePublic):
+    secret: str = Field(description="HMAC-SHA256 key of the webhook; shown only once.")
+
+
+class AlertEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    rule_id: str
+    state: str
+    value: float | None
+    threshold: float
+    message: str
+    delivery: str
+    attempts: int
+    created_at: datetime
+
+
+class DriftReportPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    method: str
+    baseline_count: int
+    recent_count: int
+    statistic: float | None
+    p_value: float | None
+    drifted: bool
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class DriftRequest(BaseModel):
+    baseline_days: float = Field(default=7, gt=0, description="Baseline: this many days ...")
+    recent_hours: float = Field(default=24, gt=0, description="... before the recent window.")
+    embedding_model: str = Field(default="minilm-l6")
+    max_samples: int = Field(default=200, ge=10, le=2000)
+    permutations: int = Field(default=500, ge=50, le=10_000)
+
+
+class RetentionPublic(BaseModel):
+    retention_days: int | None = Field(description="Days spans are kept; null keeps them forever.")
+
+
+class RetentionUpdate(BaseModel):
+    retention_days: int | None = Field(ge=1, le=3650)
