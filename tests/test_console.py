@@ -308,3 +308,29 @@ def test_requests_explorer_filters_and_escapes(app, client) -> None:
     detail = client.get(f"/requests/{trace_id}").text
     assert "<script>alert(1)</script>" not in detail
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
+
+
+def test_domains_extend_the_navigation_by_role_and_section(app) -> None:
+    from llmdeck.console.shell import Console, PageSet
+
+    evals = PageSet("evals", __file__)
+    evals.nav("Experiments", "/experiments", section="Evaluate", min_role="reviewer", order=50)
+    extra = PageSet("extra", __file__)
+    extra.nav("Reports", "/reports", section="Insights", order=5)
+    console = Console(app, [*app.state.console_page_sets, evals, extra])
+
+    def sections(role: str) -> list[tuple[str, list[str]]]:
+        return [(s, [i.label for i in items]) for s, items in console.nav_for(role)]
+
+    assert sections("viewer") == [
+        ("Build", ["Models"]),
+        ("Observe", ["Requests"]),
+        ("Insights", ["Reports"]),
+    ]
+    assert sections("admin") == [
+        ("Build", ["Playground", "Models"]),
+        ("Evaluate", ["Experiments"]),
+        ("Observe", ["Requests"]),
+        ("Settings", ["API keys"]),
+        ("Insights", ["Reports"]),
+    ]

@@ -141,6 +141,31 @@ def test_playground_streams_the_answer_and_links_to_its_trace(page) -> None:
     shot(page, "request-detail")
 
 
+def test_playground_compares_up_to_three_models_side_by_side(page, server, upstream) -> None:
+    upstream.default = {"kind": "ok", "text": "An answer from upstream."}
+    with server.client() as api:
+        for alias in ("up-a", "up-b", "up-c"):
+            model = {"alias": alias, "upstream_name": alias, "base_url": upstream.url}
+            api.post("/api/models", json=model).raise_for_status()
+    sign_in(page)
+    page.wait_for_url("**/playground")
+    page.get_by_label("smollm2-135m").uncheck()
+    for alias in ("up-a", "up-b", "up-c"):
+        page.get_by_label(alias).check()
+    # A fourth model cannot be added while three are picked.
+    sync_api.expect(page.get_by_label("smollm2-135m")).to_be_disabled()
+    sync_api.expect(page.get_by_text("3 of 3 selected")).to_be_visible()
+    page.get_by_label("Message 1", exact=True).fill("Hello?")
+    page.keyboard.press("Control+Enter")
+    cards = page.locator("article.answer")
+    sync_api.expect(cards).to_have_count(3)
+    for card in cards.all():
+        sync_api.expect(card).to_have_attribute("data-state", "done")
+        sync_api.expect(card.locator(".answer-output")).to_have_text("An answer from upstream.")
+    assert [c.get_attribute("data-model") for c in cards.all()] == ["up-a", "up-b", "up-c"]
+    shot(page, "playground-side-by-side")
+
+
 def test_requests_explorer_shows_new_requests_without_reload(page, server) -> None:
     sign_in(page)
     page.goto("/requests")

@@ -31,7 +31,8 @@ from llmdeck.identity.roles import at_least
 
 HERE = Path(__file__).parent
 STATIC_URL = "/static"
-SECTIONS = ("Build", "Observe", "Settings")
+# Sections in the order the sidebar shows them; a domain may add its own (shown after these).
+SECTIONS = ("Build", "Evaluate", "Observe", "Govern", "Settings")
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,11 @@ class Console:
         return self._signer
 
     def nav_for(self, role: str | None) -> list[tuple[str, list[NavItem]]]:
+        """The navigation a role sees, grouped by section (known sections first, in order)."""
         visible = [i for i in self.nav_items if role and at_least(role, i.min_role)]
-        return [
-            (s, [i for i in visible if i.section == s])
-            for s in SECTIONS
-            if any(i.section == s for i in visible)
-        ]
+        sections = [s for s in SECTIONS if any(i.section == s for i in visible)]
+        sections += list(dict.fromkeys(i.section for i in visible if i.section not in SECTIONS))
+        return [(s, [i for i in visible if i.section == s]) for s in sections]
 
     def render(
         self, request: Request, name: str, context: dict[str, Any] | None = None, *, status=200
@@ -125,6 +125,7 @@ def mount(app: FastAPI, page_sets: list[PageSet]) -> Console:
     app.mount(STATIC_URL, StaticFiles(directory=HERE / "static"), name="static")
     for page_set in page_sets:
         app.include_router(page_set.router)
+    app.state.console_page_sets = page_sets
     app.state.console = Console(app, page_sets)
     return app.state.console
 

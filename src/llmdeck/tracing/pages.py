@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
@@ -32,9 +34,13 @@ def _page(request: Request, viewer: Viewer, model: str, status: str, cursor: str
 
 
 def _fingerprint(page: TracePage) -> str:
-    """Changes when a request is added or finishes; lets polling skip identical refreshes."""
-    first = page.data[0] if page.data else None
-    return f"{len(page.data)}:{first.trace_id if first else ''}"
+    """Changes when the rows shown change; lets polling skip identical refreshes.
+
+    Starts with the newest trace id, so the page can tell which row is new.
+    """
+    ids = "".join(t.trace_id for t in page.data)
+    digest = hashlib.sha256(ids.encode()).hexdigest()[:12]
+    return f"{page.data[0].trace_id if page.data else ''}:{digest}"
 
 
 @pages.router.get("/requests")
