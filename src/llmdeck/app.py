@@ -19,6 +19,8 @@ from llmdeck.gateway.pages import pages as gateway_pages
 from llmdeck.gateway.router import router as gateway_router
 from llmdeck.identity.pages import pages as identity_pages
 from llmdeck.identity.router import router as identity_router
+from llmdeck.knowledge.router import job_runner
+from llmdeck.knowledge.router import router as knowledge_router
 from llmdeck.monitoring.router import feedback_router
 from llmdeck.monitoring.router import router as monitoring_router
 from llmdeck.runtime import Runtime
@@ -40,9 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.runtime = Runtime.start(settings)
+        job_runner(app.state.runtime)  # background jobs (knowledge ingestion, ...)
         try:
             yield
         finally:
+            app.state.runtime.jobs.stop()
             await app.state.runtime.stop()
 
     app = FastAPI(
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         monitoring_router,
         feedback_router,
         gateway_router,
+        knowledge_router,
         gateway_config_router,
     ):
         app.include_router(router)

@@ -11,6 +11,7 @@ from llmdeck.cli.config import config
 from llmdeck.cli.server import up
 from llmdeck.gateway.cli import chat, gateway
 from llmdeck.identity.cli import keys, projects, users
+from llmdeck.knowledge.cli import kb
 from llmdeck.tracing.cli import traces
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.add_typer(users, name="users")
 app.add_typer(keys, name="keys")
 app.add_typer(models, name="models")
 app.add_typer(traces, name="traces")
+app.add_typer(kb, name="kb")
 app.add_typer(gateway, name="gateway")
 app.add_typer(config, name="config")
 

@@ -1,0 +1,191 @@
+"""Background jobs: rows in the `jobs` table, run by a small in-process worker.
+
+A job is queued as a row (so it survives a restart and any process can see its progress),
+then claimed atomically by a worker thread that runs it on its own event loop. Domains
+register a handler per job kind: `register("knowledge.ingest", handler)`. At scale the same
+handlers can run elsewhere (Ray); here one worker thread per process is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from llmdeck.core.db import Base, Database, UTCDateTime, utcnow
+from llmdeck.core.errors import LLMDeckError, NotFound
+from llmdeck.core.ids import new_id
+
+log = logging.getLogger(__name__)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    project_id: Mapped[str | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued|running|done|failed
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(String(500), default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobContext:
+    """What a running handler gets: the job's payload, a progress reporter and the runtime."""
+
+    def __init__(self, db: Database, job: Job, runtime: Any, *, min_interval: float = 0.3):
+        self.db = db
+        self.job_id = job.id
+        self.project_id = job.project_id
+        self.payload = dict(job.payload or {})
+        self.runtime = runtime
+        self._min_interval = min_interval
+        self._last = 0.0
+
+    def progress(self, done: int, total: int, message: str = "", *, force: bool = False) -> None:
+        """Record progress (throttled: at most a few writes a second)."""
+        now = time.monotonic()
+        if not force and now - self._last < self._min_interval and done < total:
+            return
+        self._last = now
+        with self.db.session() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == self.job_id)
+                .values(done=done, total=total, message=message[:500])
+            )
+
+
+Handler = Callable[[JobContext], Awaitable[dict[str, Any] | None]]
+_handlers: dict[str, Handler] = {}
+
+
+def register(kind: str, handler: Handler) -> None:
+    """Make `kind` runnable; a domain calls this when its module is imported."""
+    _handlers[kind] = handler
+
+
+def enqueue(session: Session, *, kind: str, project_id: str | None, payload: dict[str, Any]) -> Job:
+    """Queue a job; a worker picks it up once the session commits."""
+    job = Job(kind=kind, project_id=project_id, payload=payload, status="queued")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_or_raise(session: Session, *, job_id: str, project_id: str | None = None) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or (project_id is not None and job.project_id != project_id):
+        raise NotFound(f"No job {job_id!r} in this project.", param="job_id")
+    return job
+
+
+def _claim(session: Session) -> Job | None:
+    """Take the oldest queued job; the conditional UPDATE makes this safe across processes."""
+    kinds = list(_handlers)
+    if not kinds:
+        return None
+    candidates = session.scalars(
+        select(Job.id)
+        .where(Job.status == "queued", Job.kind.in_(kinds))
+        .order_by(Job.created_at)
+        .limit(5)
+    ).all()
+    for job_id in candidates:
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued")
+            .values(status="running", started_at=utcnow())
+        ).rowcount
+        if claimed:
+            session.commit()
+            return session.get(Job, job_id)
+    return None
+
+
+async def run_one(db: Database, job: Job, runtime: Any) -> None:
+    """Run a claimed job to its end, recording the outcome (handlers' errors never escape)."""
+    ctx = JobContext(db, job, runtime)
+    status, result, error = "done", None, None
+    try:
+        result = await _handlers[job.kind](ctx)
+    except LLMDeckError as exc:
+        status, error = "failed", exc.message
+    except Exception as exc:  # a failing job must not stop the worker
+        log.exception("job %s (%s) failed", job.id, job.kind)
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    with db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(status=status, result=result, error=error, finished_at=utcnow())
+        )
+
+
+class JobRunner:
+    """One worker thread with its own event loop, polling the jobs table."""
+
+    def __init__(self, db: Database, runtime: Any, *, poll_interval: float = 0.25):
+        self.db = db
+        self.runtime = runtime
+        self.poll_interval = poll_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmdeck-jobs", daemon=True)
+
+    def start(self) -> JobRunner:
+        self._requeue_abandoned()
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Look for work now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=timeout)
+
+    def _requeue_abandoned(self) -> None:
+        # Only safe for one process per database (SQLite, local mode): a job left running by
+        # a process that died is started again. With PostgreSQL other replicas may be busy.
+        if not self.db.settings.is_sqlite:
+            return
+        with self.db.session() as session:
+            session.execute(update(Job).where(Job.status == "running").values(status="queued"))
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            while not self._stop.is_set():
+                try:
+                    with self.db.sessionmaker() as session:
+                        job = _claim(session)
+                except Exception:
+                    log.exception("could not poll the jobs table")
+                    job = None
+                if job is None:
+                    self._wake.wait(self.poll_interval)
+                    self._wake.clear()
+                    continue
+                loop.run_until_complete(run_one(self.db, job, self.runtime))
+        finally:
+            loop.close()

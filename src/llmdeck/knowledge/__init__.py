@@ -1,0 +1,1 @@
+"""Knowledge bases: documents, chunking, embeddings, indexes, hybrid retrieval, answers."""

@@ -1,0 +1,232 @@
+"""CLI of knowledge bases: `llmdeck kb create|list|add|search|ask`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from llmdeck.cli.output import console, db_session, emit, errors, fail_cleanly, validated
+from llmdeck.core import jobs
+from llmdeck.core.errors import InvalidRequest
+from llmdeck.core.settings import get_settings
+from llmdeck.identity import service as identity
+from llmdeck.identity.schemas import Principal
+from llmdeck.knowledge import ingest as _ingest  # noqa: F401 - registers the ingestion job
+from llmdeck.knowledge import parsing, retrieval, service
+from llmdeck.knowledge.chunking import ChunkingConfig
+from llmdeck.knowledge.schemas import AskRequest, KnowledgeBaseCreate, SearchRequest
+
+kb = typer.Typer(help="Knowledge bases: documents, search and answers.", no_args_is_help=True)
+PROJECT = typer.Option("default", "--project", help="Project of the knowledge base.")
+
+
+def _principal(project: str) -> Principal:
+    with db_session() as session:
+        target = identity.get_project_by_name_or_raise(session, name=project)
+        return Principal(project_id=target.id, project_name=target.name, role="admin")
+
+
+def _runtime():
+    from llmdeck.runtime import Runtime
+
+    return Runtime.start(get_settings())
+
+
+@kb.command("create")
+def kb_create(
+    name: str,
+    project: str = PROJECT,
+    description: str = typer.Option("", help="What it holds."),
+    embedding_model: str = typer.Option("minilm-l6", help="Catalog alias of the embedder."),
+    strategy: str = typer.Option("recursive", help="recursive or fixed."),
+    chunk_size: int = typer.Option(180, help="Tokens per chunk, at most."),
+    chunk_overlap: int = typer.Option(30, help="Tokens shared by neighbouring windows."),
+) -> None:
+    """Create a knowledge base."""
+    with fail_cleanly():
+        chunking = validated(
+            ChunkingConfig, strategy=strategy, chunk_size=chunk_size, chunk_overlap=chunk_overlap
+        )
+        data = validated(
+            KnowledgeBaseCreate,
+            name=name,
+            description=description,
+            embedding_model=embedding_model,
+            chunking=chunking,
+        )
+    with db_session() as session:
+        target = identity.get_project_by_name_or_raise(session, name=project)
+        service.create(session, project_id=target.id, data=data)
+    console.print(f"Created knowledge base [bold]{name}[/bold] in project {project}.")
+
+
+@kb.command("list")
+def kb_list(
+    project: str = PROJECT, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
+    """List the project's knowledge bases."""
+    with db_session() as session:
+        target = identity.get_project_by_name_or_raise(session, name=project)
+        rows, _ = service.list(session, project_id=target.id, limit=200)
+        data = [service.to_public(session, k).model_dump(mode="json") for k in rows]
+    for row in data:
+        row["version"] = (row.get("active_version") or {}).get("number")
+    emit(
+        data,
+        ["name", "embedding_model", "document_count", "chunk_count", "version", "description"],
+        as_json=as_json,
+    )
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise typer.BadParameter(f"{path} is neither a file nor a directory.")
+    found = []
+    for file in sorted(path.rglob("*")):
+        # Links could point anywhere on disk; only regular files below the folder are read.
+        if file.is_symlink() or not file.is_file():
+            continue
+        if file.suffix.lower() in parsing.EXTENSIONS:
+            found.append(file)
+    return found
+
+
+@kb.command("add")
+def kb_add(
+    name: str = typer.Argument(help="Knowledge base (created with defaults if missing)."),
+    path: Path = typer.Argument(help="A file or a folder of files to add."),
+    project: str = PROJECT,
+) -> None:
+    """Add files (or a folder of them) and ingest them, with a progress bar."""
+    principal = _principal(project)
+    files = _files(path)
+    if not files:
+        errors.print(f"No supported files under {path} ({parsing.SUPPORTED}).")
+        raise typer.Exit(1)
+    settings = get_settings()
+    added = unchanged = refused = 0
+    with db_session() as session:
+        target = service.get_by_name(session, project_id=principal.project_id, name=name)
+        if target is None:
+            target = service.create(
+                session, project_id=principal.project_id, data=KnowledgeBaseCreate(name=name)
+            )
+        for file in files:
+            try:
+                _, changed = service.add_document(
+                    session,
+                    settings=settings,
+                    kb=target,
+                    name=str(file.relative_to(path)) if path.is_dir() else file.name,
+                    data=file.read_bytes(),
+                )
+            except InvalidRequest as exc:
+                errors.print(f"[yellow]skipped[/yellow] {file}: {exc.message}", highlight=False)
+                refused += 1
+                continue
+            added += changed
+            unchanged += not changed
+        job = service.queue_ingest(session, kb=target, principal=principal)
+        job_id = job.id
+    console.print(f"{added} new or changed, {unchanged} unchanged, {refused} refused.")
+    _run_with_progress(job_id)
+
+
+def _run_with_progress(job_id: str) -> None:
+    runtime = _runtime()
+    db = runtime.db
+    with db.session() as session:
+        job = jobs.get_or_raise(session, job_id=job_id)
+        session.expunge(job)
+    job.status = "running"
+    worker = threading.Thread(target=lambda: asyncio.run(jobs.run_one(db, job, runtime)))
+    worker.start()
+    columns = (
+        TextColumn("[bold]ingesting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("", total=None)
+        while worker.is_alive():
+            time.sleep(0.2)
+            with db.session() as session:
+                row = jobs.get_or_raise(session, job_id=job_id)
+                progress.update(task, completed=row.done, total=row.total or None)
+        with db.session() as session:
+            row = jobs.get_or_raise(session, job_id=job_id)
+            progress.update(task, completed=row.done, total=row.total or 1)
+    asyncio.run(runtime.stop())
+    if row.status == "failed":
+        errors.print(f"[red]error:[/red] {row.error}", highlight=False)
+        raise typer.Exit(1)
+    result = row.result or {}
+    console.print(
+        f"Ingested {result.get('documents', 0)} documents into {result.get('chunks', 0)} "
+        f"chunks ({result.get('failed', 0)} failed)."
+    )
+
+
+@kb.command("search")
+def kb_search(
+    name: str,
+    query: str,
+    project: str = PROJECT,
+    mode: str = typer.Option("hybrid", help="hybrid, keyword or vector."),
+    top_k: int = typer.Option(5, help="How many chunks."),
+    filters: str = typer.Option("{}", "--filter", help='JSON, e.g. {"document": "faq.md"}.'),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Search a knowledge base."""
+    principal = _principal(project)
+    with fail_cleanly():
+        request = validated(
+            SearchRequest, query=query, mode=mode, top_k=top_k, filters=json.loads(filters)
+        )
+        runtime = _runtime()
+        try:
+            result = asyncio.run(retrieval.search(runtime, principal, name, request))
+        finally:
+            asyncio.run(runtime.stop())
+    rows = [h.model_dump() for h in result.data]
+    for row in rows:
+        row["text"] = row["text"][:100].replace("\n", " ")
+    emit(rows, ["rank", "score", "document_name", "page", "text"], as_json=as_json)
+
+
+@kb.command("ask")
+def kb_ask(
+    name: str,
+    question: str,
+    project: str = PROJECT,
+    model: str = typer.Option("smollm2-135m", help="Chat model alias."),
+    max_tokens: int = typer.Option(200, help="Longest answer, in tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Answer a question from a knowledge base, with citations."""
+    principal = _principal(project)
+    with fail_cleanly():
+        request = validated(AskRequest, query=question, model=model, max_tokens=max_tokens)
+        runtime = _runtime()
+        try:
+            result = asyncio.run(retrieval.ask(runtime, principal, name, request))
+        finally:
+            asyncio.run(runtime.stop())
+    if as_json:
+        console.print_json(result.model_dump_json())
+        return
+    console.print(result.answer, highlight=False)
+    for c in result.citations:
+        where = f", page {c.page}" if c.page else ""
+        console.print(f"  [{c.number}] {c.document_name}{where}", highlight=False)
+    console.print(f"trace: {result.trace_id}")
