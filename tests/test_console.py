@@ -334,3 +334,12 @@ def test_domains_extend_the_navigation_by_role_and_section(app) -> None:
         ("Settings", ["API keys"]),
         ("Insights", ["Reports"]),
     ]
+
+
+def test_a_request_not_recorded_yet_is_looked_up_again(app, client) -> None:
+    add_user(app, "ada@example.com", "viewer")
+    sign_in(client, "ada@example.com")
+    page = client.get("/requests/0123456789abcdef0123456789abcdef")
+    assert page.status_code == 200  # not an error: spans land a moment after the answer
+    assert "Request not found" in page.text
+    assert 'hx-get="/requests/0123456789abcdef0123456789abcdef"' in page.text
