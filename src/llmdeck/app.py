@@ -14,6 +14,7 @@ from llmdeck.catalog.pages import pages as catalog_pages
 from llmdeck.catalog.router import router as catalog_router
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, RateLimited
 from llmdeck.core.settings import Settings, get_settings
+from llmdeck.evals.router import router as evals_router
 from llmdeck.gateway.api import router as gateway_config_router
 from llmdeck.gateway.pages import pages as gateway_pages
 from llmdeck.gateway.router import router as gateway_router
@@ -23,9 +24,10 @@ from llmdeck.knowledge.router import job_runner
 from llmdeck.knowledge.router import router as knowledge_router
 from llmdeck.monitoring.router import feedback_router
 from llmdeck.monitoring.router import router as monitoring_router
+from llmdeck.prompts.router import router as prompts_router
 from llmdeck.runtime import Runtime
-from llmdeck.tracing.pages import pages as tracing_pages
 from llmdeck.tracing.otlp_router import router as otlp_router
+from llmdeck.tracing.pages import pages as tracing_pages
 from llmdeck.tracing.router import router as tracing_router
 
 _STATUS_TYPES = {
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gateway_router,
         knowledge_router,
         gateway_config_router,
+        prompts_router,
+        evals_router,
     ):
         app.include_router(router)
 

@@ -52,6 +52,7 @@ class Plugins:
     """Every plug-in registry; domains add theirs as they arrive."""
 
     providers: Registry = field(default_factory=lambda: Registry("provider"))
+    evaluators: Registry = field(default_factory=lambda: Registry("evaluator"))
     loaded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from llmdeck.gateway.routing import Balancer
 from llmdeck.gateway.schemas import ChatCompletionRequest
 from llmdeck.gateway.stages import Record, Resolve
 from llmdeck.identity.schemas import Principal
+from llmdeck.prompts.stage import RenderPrompt
 from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult, EmbeddingResult
 from llmdeck.tracing.writer import TraceWriter
 
@@ -38,7 +39,14 @@ class Gateway:
         self.limits = Limits(db, self.directory, settings)
         self.cache = Cache(db, self.directory, settings)
         self.pipeline = Pipeline(
-            [Record(writer), Resolve(self.directory), self.limits, *extra_stages, self.cache],
+            [
+                Record(writer),
+                RenderPrompt(db),
+                Resolve(self.directory),
+                self.limits,
+                *extra_stages,
+                self.cache,
+            ],
             terminal=Dispatch(settings, self.directory, self.balancer),
         )
 
@@ -101,6 +109,7 @@ def chat_call(
             max_tokens=request.max_completion_tokens or request.max_tokens,
             stop=stop,
             seed=request.seed,
+            extra=dict(request.model_extra or {}),
         ),
     )
 

@@ -1,0 +1,1 @@
+"""Evaluation: datasets, experiments run through the gateway, metrics and judges, review."""

@@ -1,0 +1,254 @@
+"""Datasets: versioned item collections, CSV/JSONL import and export, items from traces.
+
+Every change creates a new version; an item belongs to versions [added_in, removed_in), so
+versions share the rows they have in common and old versions stay reproducible.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from llmdeck.core.errors import Conflict, InvalidRequest, NotFound
+from llmdeck.evals.models import Dataset, DatasetItem
+from llmdeck.evals.schemas import DatasetPublic, ItemCreate, ItemPublic
+from llmdeck.tracing import service as tracing
+
+
+def get_by_name(session: Session, *, project_id: str, name: str) -> Dataset | None:
+    return session.scalar(
+        select(Dataset).where(Dataset.project_id == project_id, Dataset.name == name)
+    )
+
+
+def get_by_name_or_raise(session: Session, *, project_id: str, name: str) -> Dataset:
+    dataset = get_by_name(session, project_id=project_id, name=name)
+    if dataset is None:
+        raise NotFound(
+            f"No dataset named {name!r} in this project. `llmdeck datasets list` shows them.",
+            param="dataset",
+        )
+    return dataset
+
+
+def list(session: Session, *, project_id: str) -> list[Dataset]:  # noqa: A001
+    return [
+        *session.scalars(
+            select(Dataset).where(Dataset.project_id == project_id).order_by(Dataset.name)
+        )
+    ]
+
+
+def create(
+    session: Session, *, project_id: str, name: str, description: str = "", items=()
+) -> Dataset:
+    if get_by_name(session, project_id=project_id, name=name) is not None:
+        raise Conflict(f"A dataset named {name!r} already exists.", param="name")
+    dataset = Dataset(project_id=project_id, name=name, description=description, version=0)
+    session.add(dataset)
+    session.flush()
+    if items:
+        change(session, dataset=dataset, add=items)
+    return dataset
+
+
+def items(session: Session, *, dataset: Dataset, version: int | None = None) -> list[DatasetItem]:
+    """The items of a version (default: the current one), in insertion order."""
+    version = dataset.version if version is None else version
+    if not 0 <= version <= dataset.version:
+        raise NotFound(
+            f"Dataset {dataset.name!r} has versions 1 to {dataset.version}.", param="version"
+        )
+    return [
+        *session.scalars(
+            select(DatasetItem)
+            .where(
+                DatasetItem.dataset_id == dataset.id,
+                DatasetItem.added_in <= version,
+                or_(DatasetItem.removed_in.is_(None), DatasetItem.removed_in > version),
+            )
+            .order_by(DatasetItem.id)
+        )
+    ]
+
+
+def change(
+    session: Session,
+    *,
+    dataset: Dataset,
+    add: Any = (),
+    remove: Any = (),
+) -> int:
+    """Add and remove items as one new version; returns that version."""
+    if not add and not remove:
+        raise InvalidRequest("Nothing to change: give items to add or ids to remove.")
+    version = dataset.version + 1
+    current = {i.id: i for i in items(session, dataset=dataset)}
+    for item_id in remove:
+        if item_id not in current:
+            raise NotFound(f"Item {item_id!r} is not in {dataset.name!r}.", param="remove")
+        current[item_id].removed_in = version
+    for data in add:
+        data = data if isinstance(data, ItemCreate) else ItemCreate.model_validate(data)
+        session.add(
+            DatasetItem(
+                dataset_id=dataset.id,
+                added_in=version,
+                input=data.input,
+                expected=data.expected,
+                meta=data.metadata,
+                source_trace_id=data.source_trace_id,
+            )
+        )
+    dataset.version = version
+    session.flush()
+    return version
+
+
+def count(session: Session, *, dataset: Dataset) -> int:
+    return session.scalar(
+        select(func.count(DatasetItem.id)).where(
+            DatasetItem.dataset_id == dataset.id,
+            DatasetItem.added_in <= dataset.version,
+            or_(DatasetItem.removed_in.is_(None), DatasetItem.removed_in > dataset.version),
+        )
+    )
+
+
+def to_public(session: Session, dataset: Dataset) -> DatasetPublic:
+    return DatasetPublic(
+        id=dataset.id,
+        name=dataset.name,
+        description=dataset.description,
+        version=dataset.version,
+        item_count=count(session, dataset=dataset),
+        created_at=dataset.created_at,
+    )
+
+
+def item_public(item: DatasetItem) -> ItemPublic:
+    return ItemPublic(
+        id=item.id,
+        input=item.input,
+        expected=item.expected,
+        metadata=item.meta or {},
+        source_trace_id=item.source_trace_id,
+    )
+
+
+# Import and export ------------------------------------------------------------------------
+
+RESERVED = ("expected", "metadata", "input")
+
+
+def parse(text: str, fmt: str) -> list[ItemCreate]:
+    """Items from CSV (columns are input variables; `expected`, `metadata` are special) or
+    JSONL (objects with `input`, `expected`, `metadata`; other keys count as input)."""
+    rows: list[dict[str, Any]]
+    if fmt == "jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidRequest(f"Line {number} is not JSON: {exc.msg}.") from None
+            if not isinstance(value, dict):
+                raise InvalidRequest(f"Line {number} is not a JSON object.")
+            rows.append(value)
+    elif fmt == "csv":
+        rows = [dict(r) for r in csv.DictReader(io.StringIO(text))]
+        for row in rows:
+            if isinstance(row.get("metadata"), str) and row["metadata"].strip():
+                try:
+                    row["metadata"] = json.loads(row["metadata"])
+                except json.JSONDecodeError:
+                    row["metadata"] = {"note": row["metadata"]}
+            elif "metadata" in row:
+                row["metadata"] = {}
+            if row.get("expected") == "":
+                row["expected"] = None
+    else:
+        raise InvalidRequest("Format must be csv or jsonl.", param="format")
+    out = []
+    for row in rows:
+        variables = row.get("input") if isinstance(row.get("input"), dict) else None
+        if variables is None:
+            variables = {k: v for k, v in row.items() if k not in RESERVED}
+            if "input" in row and not isinstance(row["input"], dict):
+                variables["input"] = row["input"]
+        out.append(
+            ItemCreate(
+                input=variables,
+                expected=row.get("expected"),
+                metadata=row.get("metadata") or {},
+            )
+        )
+    return out
+
+
+def dump(rows: list[DatasetItem], fmt: str) -> str:
+    if fmt == "jsonl":
+        return "".join(
+            json.dumps(
+                {"id": r.id, "input": r.input, "expected": r.expected, "metadata": r.meta or {}},
+                ensure_ascii=False,
+            )
+            + "\n"
+            for r in rows
+        )
+    if fmt != "csv":
+        raise InvalidRequest("Format must be csv or jsonl.", param="format")
+    variables = sorted({k for r in rows for k in r.input})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*variables, "expected", "metadata"])
+    for r in rows:
+        expected = (
+            r.expected
+            if isinstance(r.expected, str) or r.expected is None
+            else json.dumps(r.expected)
+        )
+        writer.writerow(
+            [*[_cell(r.input.get(v)) for v in variables], expected or "", json.dumps(r.meta or {})]
+        )
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def from_traces(
+    session: Session, *, project_id: str, trace_ids: list[str], use_output_as_expected: bool
+) -> list[ItemCreate]:
+    """Items built from recorded requests: the last user message is the input."""
+    out = []
+    for trace_id in trace_ids:
+        trace = tracing.get_trace_or_raise(session, project_id=project_id, trace_id=trace_id)
+        span = next((s for s in trace.spans if s.kind == "llm"), trace.spans[0])
+        messages = span.input if isinstance(span.input, list) else []
+        user = [
+            m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"
+        ]
+        variables: dict[str, Any] = {"input": user[-1] if user else str(span.input or "")}
+        if isinstance(messages, list) and messages:
+            variables["messages"] = messages
+        prompt = (span.attributes or {}).get("prompt")
+        out.append(
+            ItemCreate(
+                input=variables,
+                expected=span.output if use_output_as_expected else None,
+                metadata={"model": span.model, **({"prompt": prompt} if prompt else {})},
+                source_trace_id=trace_id,
+            )
+        )
+    return out

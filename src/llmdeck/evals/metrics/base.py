@@ -1,0 +1,69 @@
+"""What a metric is: something that scores one output and explains the score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class Score:
+    """A score in [0, 1] (None when it could not be computed) and why."""
+
+    value: float | None
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": self.value, "explanation": self.explanation}
+
+
+@dataclass
+class Sample:
+    """What a metric sees of one dataset item and the target's answer to it."""
+
+    input: dict[str, Any]
+    output: str
+    expected: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    contexts: list[str] = field(default_factory=list)
+    # For metrics that call models (judges, embeddings): the runtime and the principal,
+    # so that those calls go through the gateway pipeline like every other call.
+    runtime: Any = None
+    principal: Any = None
+    trace_id: str | None = None
+
+    @property
+    def question(self) -> str:
+        for key in ("question", "query", "input", "prompt", "text"):
+            if isinstance(self.input.get(key), str):
+                return self.input[key]
+        return " ".join(str(v) for v in self.input.values())
+
+    @property
+    def expected_text(self) -> str:
+        if self.expected is None:
+            return ""
+        return self.expected if isinstance(self.expected, str) else str(self.expected)
+
+
+class Metric(Protocol):
+    """A metric: `await metric.score(sample)`; `uses_model` says whether it calls models."""
+
+    name: str
+    uses_model: bool
+
+    async def score(self, sample: Sample) -> Score: ...
+
+
+class FunctionMetric:
+    """A metric from a plain function `(sample, **params) -> Score` that calls no model."""
+
+    uses_model = False
+
+    def __init__(self, name: str, fn, **params: Any):
+        self.name = name
+        self.fn = fn
+        self.params = params
+
+    async def score(self, sample: Sample) -> Score:
+        return self.fn(sample, **self.params)

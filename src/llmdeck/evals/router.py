@@ -1,0 +1,366 @@
+"""REST API of evaluation: /api/datasets, /api/experiments, /api/review-queues."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
+from sqlalchemy.orm import Session
+
+from llmdeck.evals import datasets, review, service
+from llmdeck.evals.runner import run_experiment
+from llmdeck.evals.schemas import (
+    Comparison,
+    DatasetCreate,
+    DatasetPage,
+    DatasetPublic,
+    ExperimentCreate,
+    ExperimentPublic,
+    ItemPublic,
+    ItemsAdd,
+    QueueAdd,
+    QueueCreate,
+    ResultPublic,
+    ReviewSubmit,
+    TracesAdd,
+)
+from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
+from llmdeck.identity.schemas import Principal
+from llmdeck.runtime import Runtime
+
+router = APIRouter(tags=["evals"])
+builder = requires("builder", "change datasets and run experiments")
+reviewer = requires("reviewer", "review")
+_running: set[asyncio.Task] = set()
+
+
+@router.get("/api/datasets", operation_id="list_datasets", response_model=DatasetPage)
+def list_datasets(
+    principal: Principal = Depends(get_principal), session: Session = Depends(get_session)
+):
+    """The project's datasets."""
+    rows = datasets.list(session, project_id=principal.project_id)
+    return {"data": [datasets.to_public(session, d) for d in rows], "next_cursor": None}
+
+
+@router.post(
+    "/api/datasets", operation_id="create_dataset", response_model=DatasetPublic, status_code=201
+)
+def create_dataset(
+    body: DatasetCreate,
+    principal: Principal = Depends(builder),
+    session: Session = Depends(get_session),
+):
+    """Create a dataset (optionally with its first items, as version 1)."""
+    dataset = datasets.create(
+        session,
+        project_id=principal.project_id,
+        name=body.name,
+        description=body.description,
+        items=body.items,
+    )
+    return datasets.to_public(session, dataset)
+
+
+@router.get("/api/datasets/{name}", operation_id="get_dataset", response_model=DatasetPublic)
+def get_dataset(
+    name: str,
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    dataset = datasets.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    return datasets.to_public(session, dataset)
+
+
+@router.get(
+    "/api/datasets/{name}/items", operation_id="list_dataset_items", response_model=list[ItemPublic]
+)
+def list_dataset_items(
+    name: str,
+    version: int | None = Query(default=None, ge=0),
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """The items of a version (default: the current one)."""
+    dataset = datasets.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    return [
+        datasets.item_public(i) for i in datasets.items(session, dataset=dataset, version=version)
+    ]
+
+
+@router.post(
+    "/api/datasets/{name}/items", operation_id="change_dataset_items", response_model=DatasetPublic
+)
+def change_dataset_items(
+    name: str,
+    body: ItemsAdd,
+    principal: Principal = Depends(builder),
+    session: Session = Depends(get_session),
+):
+    """Add and remove items; the change is a new version."""
+    dataset = datasets.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    datasets.change(session, dataset=dataset, add=body.items, remove=body.remove)
+    return datasets.to_public(session, dataset)
+
+
+@router.post(
+    "/api/datasets/{name}/traces",
+    operation_id="add_traces_to_dataset",
+    response_model=DatasetPublic,
+)
+def add_traces_to_dataset(
+    name: str,
+    body: TracesAdd,
+    principal: Principal = Depends(builder),
+    session: Session = Depends(get_session),
+):
+    """Add recorded requests (from the explorer) as items."""
+    dataset = datasets.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    new = datasets.from_traces(
+        session,
+        project_id=principal.project_id,
+        trace_ids=body.trace_ids,
+        use_output_as_expected=body.use_output_as_expected,
+    )
+    datasets.change(session, dataset=dataset, add=new)
+    return datasets.to_public(session, dataset)
+
+
+@router.post(
+    "/api/datasets/{name}/import", operation_id="import_dataset_items", response_model=DatasetPublic
+)
+async def import_dataset_items(
+    name: str,
+    request: Request,
+    format: str = Query(default="jsonl", pattern="^(csv|jsonl)$"),
+    principal: Principal = Depends(builder),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """Import items from a CSV or JSONL request body (creating the dataset if needed)."""
+    text = (await request.body()).decode("utf-8-sig")
+    parsed = datasets.parse(text, format)
+    with runtime.db.session() as session:
+        dataset = datasets.get_by_name(session, project_id=principal.project_id, name=name)
+        if dataset is None:
+            dataset = datasets.create(session, project_id=principal.project_id, name=name)
+        datasets.change(session, dataset=dataset, add=parsed)
+        return datasets.to_public(session, dataset)
+
+
+@router.get(
+    "/api/datasets/{name}/export", operation_id="export_dataset", response_class=PlainTextResponse
+)
+def export_dataset(
+    name: str,
+    format: str = Query(default="jsonl", pattern="^(csv|jsonl)$"),
+    version: int | None = Query(default=None, ge=0),
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """The items of a version as CSV or JSONL."""
+    dataset = datasets.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    body = datasets.dump(datasets.items(session, dataset=dataset, version=version), format)
+    media = "text/csv" if format == "csv" else "application/x-ndjson"
+    return PlainTextResponse(body, media_type=media)
+
+
+@router.get(
+    "/api/experiments", operation_id="list_experiments", response_model=list[ExperimentPublic]
+)
+def list_experiments(
+    principal: Principal = Depends(get_principal), session: Session = Depends(get_session)
+):
+    return [
+        service.to_public(session, e)
+        for e in service.list(session, project_id=principal.project_id)
+    ]
+
+
+def start_in_background(runtime: Runtime, principal: Principal, experiment_id: str) -> None:
+    task = asyncio.get_running_loop().create_task(run_experiment(runtime, principal, experiment_id))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+
+
+@router.post(
+    "/api/experiments",
+    operation_id="create_experiment",
+    response_model=ExperimentPublic,
+    status_code=201,
+)
+async def create_experiment(
+    body: ExperimentCreate,
+    principal: Principal = Depends(builder),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """Create an experiment and (by default) start running it; poll it for progress."""
+    with runtime.db.session() as session:
+        experiment = service.create(session, project_id=principal.project_id, data=body)
+        public = service.to_public(session, experiment)
+    if body.run:
+        start_in_background(runtime, principal, experiment.id)
+    return public
+
+
+@router.post(
+    "/api/experiments/{experiment_id}/run",
+    operation_id="run_experiment",
+    response_model=ExperimentPublic,
+)
+async def resume_experiment(
+    experiment_id: str,
+    principal: Principal = Depends(builder),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """Run or resume an experiment in the background (items already done are skipped)."""
+    with runtime.db.session() as session:
+        public = service.to_public(
+            session,
+            service.get_or_raise(
+                session, project_id=principal.project_id, experiment_id=experiment_id
+            ),
+        )
+    start_in_background(runtime, principal, experiment_id)
+    return public
+
+
+@router.get(
+    "/api/experiments/compare", operation_id="compare_experiments", response_model=Comparison
+)
+def compare_experiments(
+    ids: str = Query(description="Comma-separated experiment ids."),
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """Experiments side by side: per metric and per item."""
+    return service.compare(
+        session, project_id=principal.project_id, experiment_ids=[i for i in ids.split(",") if i]
+    )
+
+
+@router.get(
+    "/api/experiments/{experiment_id}",
+    operation_id="get_experiment",
+    response_model=ExperimentPublic,
+)
+def get_experiment(
+    experiment_id: str,
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """An experiment with its progress and summary."""
+    return service.to_public(
+        session,
+        service.get_or_raise(session, project_id=principal.project_id, experiment_id=experiment_id),
+    )
+
+
+@router.get(
+    "/api/experiments/{experiment_id}/results",
+    operation_id="list_experiment_results",
+    response_model=list[ResultPublic],
+)
+def list_experiment_results(
+    experiment_id: str,
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """Per-item output, latency, cost and scores with their explanations."""
+    experiment = service.get_or_raise(
+        session, project_id=principal.project_id, experiment_id=experiment_id
+    )
+    rows = service.results(session, experiment=experiment)
+    items = service.items_by_id(session, {r.item_id for r in rows})
+    return [service.result_public(r, items.get(r.item_id)) for r in rows]
+
+
+@router.get("/api/review-queues", operation_id="list_review_queues", response_model=list[dict])
+def list_review_queues(
+    principal: Principal = Depends(get_principal), session: Session = Depends(get_session)
+):
+    return review.list_queues(session, project_id=principal.project_id)
+
+
+@router.post(
+    "/api/review-queues", operation_id="create_review_queue", response_model=dict, status_code=201
+)
+def create_review_queue(
+    body: QueueCreate,
+    principal: Principal = Depends(builder),
+    session: Session = Depends(get_session),
+):
+    queue = review.create_queue(session, project_id=principal.project_id, data=body)
+    return {"name": queue.name, "labels": queue.labels}
+
+
+@router.post(
+    "/api/review-queues/{name}/tasks", operation_id="add_review_tasks", response_model=dict
+)
+def add_review_tasks(
+    name: str,
+    body: QueueAdd,
+    principal: Principal = Depends(builder),
+    session: Session = Depends(get_session),
+):
+    """Queue an experiment's results and/or traces for review."""
+    queue = review.get_queue_or_raise(session, project_id=principal.project_id, name=name)
+    added = 0
+    if body.experiment_id:
+        added += review.add_experiment(
+            session, project_id=principal.project_id, queue=queue, experiment_id=body.experiment_id
+        )
+    if body.trace_ids:
+        added += review.add_traces(
+            session, project_id=principal.project_id, queue=queue, trace_ids=body.trace_ids
+        )
+    return {"added": added}
+
+
+@router.get(
+    "/api/review-queues/{name}/tasks", operation_id="list_review_tasks", response_model=list[dict]
+)
+def list_review_tasks(
+    name: str,
+    pending: bool = False,
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    queue = review.get_queue_or_raise(session, project_id=principal.project_id, name=name)
+    return [review.task_public(t) for t in review.tasks(session, queue=queue, pending_only=pending)]
+
+
+@router.put(
+    "/api/review-queues/{name}/tasks/{task_id}", operation_id="submit_review", response_model=dict
+)
+def submit_review(
+    name: str,
+    task_id: str,
+    body: ReviewSubmit,
+    principal: Principal = Depends(reviewer),
+    session: Session = Depends(get_session),
+):
+    """Score (0 to 1), label and comment one task."""
+    queue = review.get_queue_or_raise(session, project_id=principal.project_id, name=name)
+    task = review.get_task_or_raise(session, queue=queue, task_id=task_id)
+    review.submit(
+        session,
+        queue=queue,
+        task=task,
+        data=body,
+        reviewer=principal.user_id or principal.api_key_id,
+    )
+    return review.task_public(task)
+
+
+@router.get(
+    "/api/review-queues/{name}/agreement", operation_id="get_review_agreement", response_model=dict
+)
+def get_review_agreement(
+    name: str,
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """Agreement of each automatic metric with the experts (Spearman, Cohen's kappa)."""
+    queue = review.get_queue_or_raise(session, project_id=principal.project_id, name=name)
+    return review.agreement(session, queue=queue)

@@ -1,0 +1,1 @@
+"""Prompts: versioned chat-message templates, labels that point at versions, and chains."""

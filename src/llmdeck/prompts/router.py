@@ -1,0 +1,158 @@
+"""REST API of the prompt registry: /api/prompts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.orm import Session
+
+from llmdeck.identity.deps import get_principal, get_session, requires
+from llmdeck.identity.schemas import Principal
+from llmdeck.prompts import service
+from llmdeck.prompts.schemas import (
+    NAME,
+    LabelMove,
+    PromptDiff,
+    PromptPage,
+    PromptVersionCreate,
+    PromptVersionPublic,
+    RenderedPrompt,
+    RenderRequest,
+)
+
+router = APIRouter(prefix="/api/prompts", tags=["prompts"])
+builder = requires("builder", "change prompts")
+reviewer = requires("reviewer", "move prompt labels")
+PromptName = Path(pattern=NAME, max_length=200)
+
+
+@router.get("", operation_id="list_prompts", response_model=PromptPage)
+def list_prompts(
+    kind: str | None = Query(default=None, description="prompt or chain"),
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """The project's prompts and chains with their labels."""
+    rows = service.list(session, project_id=principal.project_id, kind=kind)
+    return {"data": [service.to_public(session, p) for p in rows], "next_cursor": None}
+
+
+@router.post(
+    "/{name}/versions",
+    operation_id="create_prompt_version",
+    response_model=PromptVersionPublic,
+    status_code=201,
+)
+def create_prompt_version(
+    body: PromptVersionCreate,
+    name: str = PromptName,
+    principal: Principal = Depends(builder),
+    session: Session = Depends(get_session),
+):
+    """Add an immutable version (the first one creates the prompt); `labels` point at it."""
+    row = service.create_version(
+        session,
+        project_id=principal.project_id,
+        name=name,
+        data=body,
+        role=principal.role,
+        author=principal.api_key_id or principal.user_id,
+    )
+    prompt = service.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    return service.version_public(prompt, row, service.labels(session, prompt=prompt))
+
+
+@router.get("/{name}", operation_id="get_prompt", response_model=PromptVersionPublic)
+def get_prompt(
+    name: str,
+    label: str | None = Query(default=None, description="e.g. production; default: latest"),
+    version: int | None = Query(default=None, ge=1),
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """One version of a prompt, by label or number (the SDK's fetch)."""
+    return service.fetch(
+        session, project_id=principal.project_id, name=name, label=label, version=version
+    )
+
+
+@router.get(
+    "/{name}/versions",
+    operation_id="list_prompt_versions",
+    response_model=list[PromptVersionPublic],
+)
+def list_prompt_versions(
+    name: str,
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """Every version, newest first."""
+    prompt = service.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    label_map = service.labels(session, prompt=prompt)
+    return [
+        service.version_public(prompt, v, label_map)
+        for v in service.versions(session, prompt=prompt)
+    ]
+
+
+@router.put("/{name}/labels/{label}", operation_id="set_prompt_label", response_model=dict)
+def set_prompt_label(
+    name: str,
+    label: str,
+    body: LabelMove,
+    principal: Principal = Depends(reviewer),
+    session: Session = Depends(get_session),
+):
+    """Point a label at a version; moving it back is a rollback. `production` needs builder."""
+    prompt = service.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    service.set_label(
+        session,
+        prompt=prompt,
+        label=label,
+        version=body.version,
+        role=principal.role,
+        author=principal.api_key_id or principal.user_id,
+    )
+    return {"name": name, "label": label, "version": body.version}
+
+
+@router.delete("/{name}/labels/{label}", operation_id="delete_prompt_label", status_code=204)
+def delete_prompt_label(
+    name: str,
+    label: str,
+    principal: Principal = Depends(reviewer),
+    session: Session = Depends(get_session),
+):
+    """Remove a label."""
+    prompt = service.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    service.delete_label(session, prompt=prompt, label=label, role=principal.role)
+
+
+@router.get("/{name}/diff", operation_id="diff_prompt_versions", response_model=PromptDiff)
+def diff_prompt_versions(
+    name: str,
+    from_version: int = Query(alias="from", ge=1),
+    to_version: int = Query(alias="to", ge=1),
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """A unified diff between two versions."""
+    prompt = service.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+    a = service.get_version_or_raise(session, prompt=prompt, version=from_version)
+    b = service.get_version_or_raise(session, prompt=prompt, version=to_version)
+    return PromptDiff(
+        name=name, from_version=from_version, to_version=to_version, diff=service.diff(prompt, a, b)
+    )
+
+
+@router.post("/{name}/render", operation_id="render_prompt", response_model=RenderedPrompt)
+def render_prompt(
+    name: str,
+    body: RenderRequest,
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """The messages a version renders to with these variables (400 names a missing one)."""
+    prompt, row = service.resolve(
+        session, project_id=principal.project_id, name=name, label=body.label, version=body.version
+    )
+    return service.render(prompt, row, body.variables, body.label)

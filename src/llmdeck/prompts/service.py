@@ -1,0 +1,316 @@
+"""Prompt registry logic: versions, labels, rendering, diffs."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from typing import Any
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from llmdeck.core.db import utcnow
+from llmdeck.core.errors import InvalidRequest, NotFound
+from llmdeck.identity.roles import require
+from llmdeck.prompts.models import Prompt, PromptLabel, PromptVersion
+from llmdeck.prompts.rendering import messages_variables, render_messages
+from llmdeck.prompts.schemas import (
+    PromptPublic,
+    PromptVersionCreate,
+    PromptVersionPublic,
+    RenderedPrompt,
+)
+
+PRODUCTION = "production"
+LATEST = "latest"
+# Fetches by label are the hot path (every app start, every SDK cache miss): answers are kept
+# for a second, and dropped at once when this process changes a prompt. Other processes'
+# changes show within the TTL.
+FETCH_TTL = 1.0
+_fetched: dict[tuple, tuple[float, PromptVersionPublic]] = {}
+
+
+def fetch(
+    session: Session,
+    *,
+    project_id: str,
+    name: str,
+    label: str | None = None,
+    version: int | None = None,
+) -> PromptVersionPublic:
+    """A version as the API and SDK show it, by label or number (cached briefly)."""
+    key = (project_id, name, label, version)
+    hit = _fetched.get(key)
+    if hit is not None and time.monotonic() - hit[0] < FETCH_TTL:
+        return hit[1]
+    prompt, row = resolve(session, project_id=project_id, name=name, label=label, version=version)
+    public = version_public(prompt, row, labels(session, prompt=prompt))
+    if len(_fetched) > 10_000:
+        _fetched.clear()
+    _fetched[key] = (time.monotonic(), public)
+    return public
+
+
+def _changed() -> None:
+    _fetched.clear()
+
+
+def get_by_name(session: Session, *, project_id: str, name: str) -> Prompt | None:
+    return session.scalar(
+        select(Prompt).where(Prompt.project_id == project_id, Prompt.name == name)
+    )
+
+
+def get_by_name_or_raise(session: Session, *, project_id: str, name: str) -> Prompt:
+    prompt = get_by_name(session, project_id=project_id, name=name)
+    if prompt is None:
+        raise NotFound(
+            f"No prompt named {name!r} in this project. `llmdeck prompts list` shows them.",
+            param="name",
+        )
+    return prompt
+
+
+def list(session: Session, *, project_id: str, kind: str | None = None) -> list[Prompt]:  # noqa: A001
+    query = select(Prompt).where(Prompt.project_id == project_id).order_by(Prompt.name)
+    if kind:
+        query = query.where(Prompt.kind == kind)
+    return [*session.scalars(query)]
+
+
+def versions(session: Session, *, prompt: Prompt) -> list[PromptVersion]:
+    return [
+        *session.scalars(
+            select(PromptVersion)
+            .where(PromptVersion.prompt_id == prompt.id)
+            .order_by(PromptVersion.version.desc())
+        )
+    ]
+
+
+def labels(session: Session, *, prompt: Prompt) -> dict[str, int]:
+    """Label name -> version number."""
+    rows = session.execute(
+        select(PromptLabel.name, PromptVersion.version)
+        .join(PromptVersion, PromptVersion.id == PromptLabel.version_id)
+        .where(PromptLabel.prompt_id == prompt.id)
+    )
+    return {name: version for name, version in rows}
+
+
+def get_version_or_raise(session: Session, *, prompt: Prompt, version: int) -> PromptVersion:
+    row = session.scalar(
+        select(PromptVersion).where(
+            PromptVersion.prompt_id == prompt.id, PromptVersion.version == version
+        )
+    )
+    if row is None:
+        raise NotFound(f"Prompt {prompt.name!r} has no version {version}.", param="version")
+    return row
+
+
+def resolve(
+    session: Session,
+    *,
+    project_id: str,
+    name: str,
+    label: str | None = None,
+    version: int | None = None,
+) -> tuple[Prompt, PromptVersion]:
+    """The version a name points at: an explicit version, a label, or (neither) the latest."""
+    prompt = get_by_name_or_raise(session, project_id=project_id, name=name)
+    if version is not None:
+        return prompt, get_version_or_raise(session, prompt=prompt, version=version)
+    if label and label != LATEST:
+        row = session.scalar(
+            select(PromptVersion)
+            .join(PromptLabel, PromptLabel.version_id == PromptVersion.id)
+            .where(PromptLabel.prompt_id == prompt.id, PromptLabel.name == label)
+        )
+        if row is None:
+            raise NotFound(f"Prompt {name!r} has no label {label!r}.", param="label")
+        return prompt, row
+    row = session.scalar(
+        select(PromptVersion)
+        .where(PromptVersion.prompt_id == prompt.id)
+        .order_by(PromptVersion.version.desc())
+        .limit(1)
+    )
+    if row is None:
+        raise NotFound(f"Prompt {name!r} has no versions yet.", param="name")
+    return prompt, row
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, int | None]:
+    """`NAME`, `NAME@LABEL` or `NAME@3` -> (name, label, version)."""
+    name, _, tail = ref.partition("@")
+    if not name:
+        raise InvalidRequest(f"Not a prompt reference: {ref!r}; use NAME@LABEL.", param="model")
+    if tail.isdigit():
+        return name, None, int(tail)
+    return name, tail or None, None
+
+
+def _check_steps(steps: list[dict[str, Any]]) -> list[str]:
+    from llmdeck.prompts.chains import check_steps
+
+    return check_steps(steps)
+
+
+def create_version(
+    session: Session,
+    *,
+    project_id: str,
+    name: str,
+    data: PromptVersionCreate,
+    role: str,
+    author: str | None = None,
+    kind: str = "prompt",
+) -> PromptVersion:
+    """Add an immutable version (creating the prompt on its first one)."""
+    if not data.messages and not data.steps:
+        raise InvalidRequest("A version needs messages (or, for a chain, steps).", param="messages")
+    messages = [m.model_dump() for m in data.messages]
+    if data.steps is not None:
+        kind = "chain"
+        variables = _check_steps(data.steps)
+    else:
+        variables = messages_variables(messages)  # also rejects syntax errors now
+    prompt = get_by_name(session, project_id=project_id, name=name)
+    if prompt is None:
+        prompt = Prompt(project_id=project_id, name=name, kind=kind)
+        session.add(prompt)
+        session.flush()
+    elif prompt.kind != kind:
+        raise InvalidRequest(f"{name!r} is a {prompt.kind}, not a {kind}.", param="name")
+    if data.description is not None:
+        prompt.description = data.description
+    number = (
+        session.scalar(
+            select(func.max(PromptVersion.version)).where(PromptVersion.prompt_id == prompt.id)
+        )
+        or 0
+    ) + 1
+    row = PromptVersion(
+        prompt_id=prompt.id,
+        version=number,
+        messages=messages,
+        steps=data.steps,
+        model=data.model,
+        params=data.params,
+        variables=variables,
+        commit_message=data.commit_message,
+        created_by=author,
+    )
+    session.add(row)
+    session.flush()
+    _changed()
+    for label in data.labels:
+        set_label(session, prompt=prompt, label=label, version=number, role=role, author=author)
+    return row
+
+
+def set_label(
+    session: Session,
+    *,
+    prompt: Prompt,
+    label: str,
+    version: int,
+    role: str,
+    author: str | None = None,
+) -> PromptLabel:
+    """Point a label at a version (rollback is moving it back); production needs builder."""
+    if label == LATEST:
+        raise InvalidRequest("`latest` always means the newest version; it cannot be moved.")
+    require(role, "builder" if label == PRODUCTION else "reviewer", f"move the {label!r} label")
+    target = get_version_or_raise(session, prompt=prompt, version=version)
+    row = session.get(PromptLabel, (prompt.id, label))
+    if row is None:
+        row = PromptLabel(prompt_id=prompt.id, name=label, version_id=target.id)
+        session.add(row)
+    row.version_id, row.updated_by = target.id, author
+    row.updated_at = utcnow()
+    session.flush()
+    _changed()
+    return row
+
+
+def delete_label(session: Session, *, prompt: Prompt, label: str, role: str) -> None:
+    require(role, "builder" if label == PRODUCTION else "reviewer", f"remove the {label!r} label")
+    row = session.get(PromptLabel, (prompt.id, label))
+    if row is None:
+        raise NotFound(f"Prompt {prompt.name!r} has no label {label!r}.", param="label")
+    session.delete(row)
+    session.flush()
+    _changed()
+
+
+def render(
+    prompt: Prompt, version: PromptVersion, variables: dict[str, Any], label: str | None = None
+) -> RenderedPrompt:
+    return RenderedPrompt(
+        name=prompt.name,
+        version=version.version,
+        label=label,
+        model=version.model,
+        params=version.params or {},
+        messages=render_messages(version.messages, variables),
+    )
+
+
+def _as_text(version: PromptVersion) -> list[str]:
+    doc = {
+        "model": version.model,
+        "params": version.params,
+        "messages": version.messages,
+    }
+    if version.steps is not None:
+        doc["steps"] = version.steps
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100).splitlines(True)
+
+
+def diff(prompt: Prompt, a: PromptVersion, b: PromptVersion) -> str:
+    """A unified diff of two versions (model, parameters and messages as YAML)."""
+    return "".join(
+        difflib.unified_diff(
+            _as_text(a),
+            _as_text(b),
+            fromfile=f"{prompt.name}@{a.version}",
+            tofile=f"{prompt.name}@{b.version}",
+        )
+    )
+
+
+def version_public(
+    prompt: Prompt, version: PromptVersion, label_map: dict[str, int]
+) -> PromptVersionPublic:
+    return PromptVersionPublic(
+        name=prompt.name,
+        kind=prompt.kind,
+        version=version.version,
+        messages=version.messages,
+        steps=version.steps,
+        model=version.model,
+        params=version.params or {},
+        variables=version.variables or [],
+        commit_message=version.commit_message,
+        labels=sorted(n for n, v in label_map.items() if v == version.version),
+        created_by=version.created_by,
+        created_at=version.created_at,
+    )
+
+
+def to_public(session: Session, prompt: Prompt) -> PromptPublic:
+    latest = session.scalar(
+        select(func.max(PromptVersion.version)).where(PromptVersion.prompt_id == prompt.id)
+    )
+    return PromptPublic(
+        id=prompt.id,
+        name=prompt.name,
+        kind=prompt.kind,
+        description=prompt.description,
+        latest_version=latest or 0,
+        labels=labels(session, prompt=prompt),
+        created_at=prompt.created_at,
+    )

@@ -1,0 +1,87 @@
+"""The gateway stage that serves `"model": "prompt:NAME@LABEL"`: render, then route."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llmdeck.core.db import Database
+from llmdeck.core.errors import InvalidRequest, NotFound
+from llmdeck.gateway.pipeline import Call, Next, Outcome
+from llmdeck.prompts import service
+from llmdeck.prompts.models import Prompt, PromptVersion
+
+PREFIX = "prompt:"
+VARIABLES_FIELD = "prompt_variables"
+MODEL_FIELD = "prompt_model"  # try the same prompt on another model (the playground does)
+_PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed")
+
+
+class RenderPrompt:
+    """Renders a registered prompt into the call's messages; sits before model resolution.
+
+    The prompt's messages come first, then any non-empty messages the request carried
+    (a conversation continuing the prompt). Parameters the request leaves unset take the
+    prompt's. The version used goes on the trace as `attributes["prompt"]`.
+    """
+
+    def __init__(self, db: Database, ttl: float = 1.0):
+        self.db = db
+        self.ttl = ttl  # labels move rarely; a second of staleness saves a query per call
+        self._cache: dict[tuple[str, str], tuple[float, Prompt, PromptVersion, str | None]] = {}
+
+    def _lookup(self, project_id: str, ref: str) -> tuple[Prompt, PromptVersion, str | None]:
+        hit = self._cache.get((project_id, ref))
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1], hit[2], hit[3]
+        name, label, version = service.parse_ref(ref)
+        with self.db.session() as session:
+            if label is None and version is None:
+                try:
+                    prompt, row = service.resolve(
+                        session, project_id=project_id, name=name, label=service.PRODUCTION
+                    )
+                    label = service.PRODUCTION
+                except NotFound:
+                    prompt, row = service.resolve(session, project_id=project_id, name=name)
+            else:
+                prompt, row = service.resolve(
+                    session, project_id=project_id, name=name, label=label, version=version
+                )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[(project_id, ref)] = (time.monotonic(), prompt, row, label)
+        return prompt, row, label
+
+    async def __call__(self, call: Call, next: Next) -> Outcome:
+        if call.chat is None or not call.alias.startswith(PREFIX):
+            return await next(call)
+        prompt, row, label = self._lookup(call.principal.project_id, call.alias[len(PREFIX) :])
+        if prompt.kind != "prompt":
+            raise InvalidRequest(
+                f"{prompt.name!r} is a chain; run it with POST /api/chains/{prompt.name}/runs.",
+                param="model",
+            )
+        extra: dict[str, Any] = call.chat.extra or {}
+        variables = extra.get(VARIABLES_FIELD) or {}
+        if not isinstance(variables, dict):
+            raise InvalidRequest(f"{VARIABLES_FIELD} must be an object.", param=VARIABLES_FIELD)
+        rendered = service.render(prompt, row, variables, label)
+        model = extra.get(MODEL_FIELD) or rendered.model
+        if not model:
+            raise InvalidRequest(
+                f"Prompt {prompt.name!r} version {row.version} names no model; "
+                f"pass `{MODEL_FIELD}` in the request.",
+                param="model",
+            )
+        continuing = [m for m in call.chat.messages if m.get("content") not in ("", None)]
+        call.chat.messages = rendered.messages + continuing
+        for name in _PARAMS:
+            if getattr(call.chat, name) is None and rendered.params.get(name) is not None:
+                value = rendered.params[name]
+                setattr(
+                    call.chat, name, [value] if name == "stop" and isinstance(value, str) else value
+                )
+        call.alias = call.chat.model = model
+        call.attributes["prompt"] = {"name": prompt.name, "version": row.version, "label": label}
+        return await next(call)
