@@ -197,6 +197,9 @@ def test_a_user_without_a_project_is_told_what_to_do(app, client) -> None:
     response = client.get("/requests")
     assert response.status_code == 403
     assert "not a member of any project" in response.text
+    token = csrf_of(response.text)  # the page offers to sign out, to use another account
+    assert client.post("/sign-out", data={"csrf_token": token}).status_code == 303
+    assert client.get("/requests").status_code == 303
 
 
 def test_the_demo_admin_can_sign_in(app, client) -> None:
@@ -343,3 +346,34 @@ def test_a_request_not_recorded_yet_is_looked_up_again(app, client) -> None:
     assert page.status_code == 200  # not an error: spans land a moment after the answer
     assert "Request not found" in page.text
     assert 'hx-get="/requests/0123456789abcdef0123456789abcdef"' in page.text
+
+
+def test_admins_enable_and_disable_their_projects_models(app, client) -> None:
+    add_user(app, "ada@example.com", "admin")
+    add_user(app, "vic@example.com", "viewer")
+    with app.state.runtime.db.session() as session:
+        catalog.create(
+            session,
+            settings=app.state.runtime.settings,
+            data=ModelCreate(
+                alias="ours", upstream_name="o", base_url="http://h/v1", project="default"
+            ),
+        )
+    sign_in(client, "ada@example.com")
+    token = page_csrf(client)
+    page = client.get("/models").text
+    assert 'aria-label="Disable ours"' in page
+    assert 'aria-label="Disable smollm2-135m"' not in page  # shared: superusers only
+    response = client.post(
+        "/models/status", data={"alias": "ours", "status": "disabled", "csrf_token": token}
+    )
+    assert response.status_code == 303
+    assert 'value="ours"' not in client.get("/playground").text
+    assert 'aria-label="Enable ours"' in client.get("/models").text
+    shared = {"alias": "smollm2-135m", "status": "disabled", "csrf_token": token}
+    assert client.post("/models/status", data=shared).status_code == 403
+    client.post("/sign-out", data={"csrf_token": token})
+    sign_in(client, "vic@example.com")
+    token = page_csrf(client)
+    enable = {"alias": "ours", "status": "active", "csrf_token": token}
+    assert client.post("/models/status", data=enable).status_code == 403

@@ -7,10 +7,10 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 from llmdeck.catalog import service
-from llmdeck.catalog.schemas import ModelCreate
+from llmdeck.catalog.schemas import ModelCreate, ModelUpdate
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.shell import PageSet, console_of
-from llmdeck.core.errors import LLMDeckError
+from llmdeck.core.errors import LLMDeckError, NotFound, PermissionDenied
 
 pages = PageSet("catalog", __file__)
 pages.nav("Models", "/models", section="Build", order=20, icon="box")
@@ -25,6 +25,7 @@ def _render(request: Request, viewer: Viewer, *, form=None, errors=None, added=N
         ]
     context = {
         "models": models,
+        "manageable": {m.alias for m in models if _may_change(viewer, m)},
         "form": form or {},
         "errors": errors or {},
         "added": added,
@@ -86,6 +87,35 @@ def add_model(
         errors = {exc.param or "form": exc.message}
         return _render(request, viewer, form=form, errors=errors)
     return RedirectResponse(f"/models?added={alias_added}", status_code=303)
+
+
+def _may_change(viewer: Viewer, model) -> bool:
+    """Project admins change their project's models; shared ones are for superusers."""
+    if not viewer.can("admin"):
+        return False
+    return model.project_id == viewer.project.id or (
+        model.project_id is None and viewer.is_superuser
+    )
+
+
+@pages.router.post("/models/status", dependencies=[Depends(csrf_protected)])
+def set_model_status(
+    request: Request,
+    alias: str = Form(...),
+    status: str = Form(...),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Enable or disable a model: a disabled model answers no calls until enabled again."""
+    viewer.require("admin", "change the model catalog")
+    with request.app.state.runtime.db.session() as session:
+        model = service.get_by_alias_or_raise(session, alias=alias)
+        if model.project_id not in (None, viewer.project.id):
+            raise NotFound(f"No model with alias {alias!r}.", param="alias")
+        if not _may_change(viewer, model):
+            raise PermissionDenied("Models shared by every project are changed by a superuser.")
+        data = ModelUpdate(status="disabled" if status == "disabled" else "active")
+        service.update(session, model=model, data=data)
+    return RedirectResponse("/models", status_code=303)
 
 
 def _say(error: dict) -> str:
