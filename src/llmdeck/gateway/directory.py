@@ -1,9 +1,10 @@
 """What a model alias resolves to, kept in memory for a moment so calls skip the database.
 
 Routes, limits and cache policies are small: the whole set is loaded at once and reloaded
-after `gateway_lookup_ttl` seconds. Catalog lookups are kept per (alias, project, kind) for
-the same time. Changes committed in this process apply at once (a session hook clears the
-caches); changes made by another process apply within the TTL.
+after `gateway_lookup_ttl` seconds. Catalog lookups are kept per (alias, project, kind) and
+authenticated callers per key for the same time. Changes committed in this process apply at
+once (a session hook clears the caches: a key revoked here is refused on the next call);
+changes made by another process apply within the TTL.
 """
 
 from __future__ import annotations
@@ -95,11 +96,25 @@ class Directory:
         self.ttl = settings.gateway_lookup_ttl
         self._snapshot: Snapshot | None = None
         self._catalog: dict[tuple[str, str, str], tuple[float, Target | LLMDeckError]] = {}
+        self._principals: dict[tuple[str, str | None], tuple[float, Principal]] = {}
         _directories.add(self)
 
     def invalidate(self) -> None:
         self._snapshot = None
         self._catalog = {}
+        self._principals = {}
+
+    def principal(self, key_digest: str, project: str | None) -> Principal | None:
+        """A caller authenticated in the last TTL seconds with this key (and project)."""
+        found = self._principals.get((key_digest, project))
+        if found is not None and time.monotonic() - found[0] <= self.ttl:
+            return found[1]
+        return None
+
+    def remember_principal(self, key_digest: str, project: str | None, who: Principal) -> None:
+        if len(self._principals) > 10_000:
+            self._principals = {}
+        self._principals[(key_digest, project)] = (time.monotonic(), who)
 
     async def snapshot(self) -> Snapshot:
         snap = self._snapshot

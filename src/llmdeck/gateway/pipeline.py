@@ -9,6 +9,8 @@ fallbacks, breakers; see dispatch.py).
 
 from __future__ import annotations
 
+import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,9 +19,23 @@ from typing import Any, Literal
 
 from llmdeck.catalog.models import Model
 from llmdeck.core.db import utcnow
-from llmdeck.core.ids import new_span_id, new_trace_id
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult, EmbeddingResult
+
+# Trace and span ids need to be unique, not secret (reading a trace needs the project's key),
+# so the hot path takes them from a seeded generator instead of a system call per id: under
+# load a syscall releases the GIL and waits for it again behind the trace writer's thread.
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
+def _trace_id() -> str:
+    return f"{_ids.getrandbits(128):032x}"
+
+
+def _span_id() -> str:
+    return f"{_ids.getrandbits(64):016x}"
+
 
 Outcome = ChatResult | AsyncIterator[ChatChunk] | EmbeddingResult
 Next = Callable[["Call"], Awaitable[Outcome]]
@@ -39,8 +55,8 @@ class Call:
     source: str = "gateway"
     # False when the request opted out of the response cache.
     use_cache: bool = True
-    trace_id: str = field(default_factory=new_trace_id)
-    span_id: str = field(default_factory=new_span_id)
+    trace_id: str = field(default_factory=_trace_id)
+    span_id: str = field(default_factory=_span_id)
     parent_span_id: str | None = None
     model: Model | None = None
     # What the alias resolved to (a gateway.directory.Target), set by the resolve stage.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import struct
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Header
+import anyio
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -23,14 +25,35 @@ from llmdeck.gateway.schemas import (
     ModelList,
 )
 from llmdeck.gateway.service import chat_call, embedding_call
-from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
+from llmdeck.identity.deps import get_principal, get_session
+from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import ChatChunk
 from llmdeck.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["gateway"])
 TRACE_HEADER = "x-llmdeck-trace-id"
-call_models = requires("builder", "call models")
+
+
+async def call_models(
+    request: Request,
+    authorization: str | None = Header(default=None, include_in_schema=False),
+    x_llmdeck_project: str | None = Header(
+        default=None, description="Project to act in, for keys valid in every project."
+    ),
+) -> Principal:
+    """The caller, who must be a builder or above; a key seen in the last moment is not
+    looked up again (the gateway's hot path stays off the database and the thread pool)."""
+    directory = request.app.state.runtime.gateway.directory
+    digest = hashlib.sha256((authorization or "").encode()).hexdigest()
+    principal = directory.principal(digest, x_llmdeck_project)
+    if principal is None:
+        principal = await anyio.to_thread.run_sync(
+            get_principal, request, authorization, x_llmdeck_project
+        )
+        directory.remember_principal(digest, x_llmdeck_project, principal)
+    require(principal.role, "builder", "call models")
+    return principal
 
 
 @router.post(
@@ -41,13 +64,14 @@ call_models = requires("builder", "call models")
 )
 async def create_chat_completion(
     body: ChatCompletionRequest,
+    request: Request,
     principal: Principal = Depends(call_models),
-    runtime: Runtime = Depends(get_runtime),
     x_llmdeck_cache: str | None = Header(
         default=None, description="`off` answers without the response cache."
     ),
 ):
     """Create a chat completion; with `stream` true, as server-sent events."""
+    runtime: Runtime = request.app.state.runtime
     call = chat_call(principal, body, source="gateway", cache=x_llmdeck_cache)
     headers = {TRACE_HEADER: call.trace_id}
     created = int(time.time())
@@ -135,10 +159,11 @@ async def _sse(
 @router.post("/embeddings", operation_id="create_embeddings", response_model=EmbeddingResponse)
 async def create_embeddings(
     body: EmbeddingRequest,
+    request: Request,
     principal: Principal = Depends(call_models),
-    runtime: Runtime = Depends(get_runtime),
 ):
     """Embed a string or a list of strings."""
+    runtime: Runtime = request.app.state.runtime
     call = embedding_call(principal, body.model, body.input, source="gateway")
     result = await runtime.gateway.embed(call)
     encode = _base64_floats if body.encoding_format == "base64" else list

@@ -1,0 +1,109 @@
+"""A fast OpenAI-compatible upstream for the gateway benchmark: raw asyncio, fixed answers.
+
+`python -m bench.gateway.upstream PORT` serves POST /v1/chat/completions on loopback with
+keep-alive; a body with `"stream": true` gets a short server-sent event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+ANSWER = json.dumps(
+    {
+        "id": "bench-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "bench-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the bench upstream."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18},
+    }
+).encode()
+PLAIN = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+    + str(len(ANSWER)).encode()
+    + b"\r\n\r\n"
+    + ANSWER
+)
+
+
+def _event(data: dict | str) -> bytes:
+    payload = (data if isinstance(data, str) else json.dumps(data)).encode()
+    line = b"data: " + payload + b"\n\n"
+    return f"{len(line):x}\r\n".encode() + line + b"\r\n"
+
+
+def _chunk(delta: dict, finish: str | None = None) -> dict:
+    return {
+        "id": "bench-1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "bench-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+STREAM = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    + _event(_chunk({"role": "assistant", "content": ""}))
+    + b"".join(_event(_chunk({"content": w})) for w in ("Hello ", "from ", "the ", "upstream."))
+    + _event(_chunk({}, "stop"))
+    + _event(
+        {
+            "id": "bench-1",
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16},
+        }
+    )
+    + _event("[DONE]")
+    + b"0\r\n\r\n"
+)
+
+
+class Upstream(asyncio.Protocol):
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].lower()
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            streamed = b'"stream":true' in body.replace(b" ", b"")
+            self.transport.write(STREAM if streamed else PLAIN)
+
+
+async def serve(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Upstream, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(int(sys.argv[1])))
