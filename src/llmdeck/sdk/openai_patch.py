@@ -1,0 +1,211 @@
+"""Automatic spans for calls made with the official `openai` client (chat completions).
+
+`instrument_openai()` wraps `chat.completions.create` of the sync and async clients once,
+process-wide. Each call becomes an `llm` span, nested under the current `observe` span, with
+the GenAI attributes: system, request and response model, tokens, messages and the answer;
+streams are followed to their end, with the time to first token.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any
+
+from llmdeck.sdk.tracer import SpanData, detach, end_span, start_span
+
+log = logging.getLogger("llmdeck.sdk")
+_PATCHED = "__llmdeck_patched__"
+_REQUEST_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "seed")
+
+
+def instrument_openai() -> bool:
+    """Record every `openai` chat completion as a span; False if `openai` is not installed."""
+    try:
+        from openai.resources.chat.completions import AsyncCompletions, Completions
+    except ImportError:
+        return False
+    if not getattr(Completions.create, _PATCHED, False):
+        Completions.create = _wrap_sync(Completions.create)
+    if not getattr(AsyncCompletions.create, _PATCHED, False):
+        AsyncCompletions.create = _wrap_async(AsyncCompletions.create)
+    return True
+
+
+def _begin(client: Any, kwargs: dict[str, Any]) -> SpanData | None:
+    try:
+        model = kwargs.get("model")
+        span = start_span(f"chat {model}", "llm")
+        span.model = model
+        span.input = kwargs.get("messages")
+        attrs = span.attributes
+        attrs["gen_ai.operation.name"] = "chat"
+        attrs["gen_ai.system"] = "openai"
+        base_url = getattr(getattr(client, "_client", None), "base_url", None)
+        if base_url is not None:
+            attrs["server.address"] = str(base_url)
+        for param in _REQUEST_PARAMS:
+            if kwargs.get(param) is not None:
+                attrs[f"gen_ai.request.{param}"] = kwargs[param]
+        if kwargs.get("stream"):
+            attrs["llmdeck.stream"] = True
+        return span
+    except Exception:
+        log.exception("llmdeck: starting an openai span failed")
+        return None
+
+
+def _finish(span: SpanData | None, response: Any, error: BaseException | None) -> None:
+    if span is None:
+        return
+    try:
+        if response is not None:
+            span.attributes["gen_ai.response.model"] = getattr(response, "model", None)
+            usage = getattr(response, "usage", None)
+            if usage is not None:
+                span.attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+                span.attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+            choices = getattr(response, "choices", None) or []
+            if choices:
+                span.output = choices[0].message.content
+                span.attributes["gen_ai.response.finish_reasons"] = [
+                    str(c.finish_reason) for c in choices
+                ]
+        end_span(span, error)
+    except Exception:
+        log.exception("llmdeck: ending an openai span failed")
+
+
+class _StreamState:
+    def __init__(self, span: SpanData | None):
+        self.span = span
+        self.parts: list[str] = []
+        self.first: float | None = None
+        self.model = None
+        self.usage = None
+
+    def see(self, chunk: Any) -> None:
+        try:
+            if self.first is None:
+                self.first = time.time_ns()
+            self.model = getattr(chunk, "model", None) or self.model
+            self.usage = getattr(chunk, "usage", None) or self.usage
+            for choice in getattr(chunk, "choices", None) or []:
+                content = getattr(choice.delta, "content", None)
+                if content:
+                    self.parts.append(content)
+        except Exception:
+            pass
+
+    def done(self, error: BaseException | None) -> None:
+        span = self.span
+        if span is None:
+            return
+        self.span = None
+        try:
+            span.output = "".join(self.parts)
+            if self.model:
+                span.attributes["gen_ai.response.model"] = self.model
+            if self.usage is not None:
+                span.attributes["gen_ai.usage.input_tokens"] = self.usage.prompt_tokens
+                span.attributes["gen_ai.usage.output_tokens"] = self.usage.completion_tokens
+            if self.first is not None:
+                span.attributes["llmdeck.ttft_ms"] = (self.first - span.start_ns) / 1e6
+            end_span(span, error)
+        except Exception:
+            log.exception("llmdeck: ending an openai stream span failed")
+
+
+class _SyncStream:
+    """Passes the stream through, chunk by chunk, and ends the span when it is exhausted."""
+
+    def __init__(self, stream: Any, state: _StreamState):
+        self._stream = stream
+        self._state = state
+
+    def __iter__(self):
+        try:
+            for chunk in self._stream:
+                self._state.see(chunk)
+                yield chunk
+        except BaseException as exc:
+            self._state.done(exc)
+            raise
+        self._state.done(None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._state.done(None)
+        close = getattr(self._stream, "close", None)
+        if close:
+            close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _AsyncStream(_SyncStream):
+    async def __aiter__(self):
+        try:
+            async for chunk in self._stream:
+                self._state.see(chunk)
+                yield chunk
+        except BaseException as exc:
+            self._state.done(exc)
+            raise
+        self._state.done(None)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._state.done(None)
+        close = getattr(self._stream, "close", None)
+        if close:
+            await close()
+
+
+def _wrap_sync(create: Any) -> Any:
+    @functools.wraps(create)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        span = _begin(self, kwargs)
+        try:
+            response = create(self, *args, **kwargs)
+        except BaseException as exc:
+            _finish(span, None, exc)
+            raise
+        if kwargs.get("stream"):
+            if span is not None:
+                detach(span)
+            return _SyncStream(response, _StreamState(span))
+        _finish(span, response, None)
+        return response
+
+    setattr(wrapper, _PATCHED, True)
+    return wrapper
+
+
+def _wrap_async(create: Any) -> Any:
+    @functools.wraps(create)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        span = _begin(self, kwargs)
+        try:
+            response = await create(self, *args, **kwargs)
+        except BaseException as exc:
+            _finish(span, None, exc)
+            raise
+        if kwargs.get("stream"):
+            if span is not None:
+                detach(span)
+            return _AsyncStream(response, _StreamState(span))
+        _finish(span, response, None)
+        return response
+
+    setattr(wrapper, _PATCHED, True)
+    return wrapper
