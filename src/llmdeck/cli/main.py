@@ -9,9 +9,11 @@ import typer
 from llmdeck.catalog.cli import models
 from llmdeck.cli.config import config
 from llmdeck.cli.server import up
+from llmdeck.evals.cli import datasets, evals
 from llmdeck.gateway.cli import chat, gateway
 from llmdeck.identity.cli import keys, projects, users
 from llmdeck.knowledge.cli import kb
+from llmdeck.prompts.cli import chains, prompts
 from llmdeck.tracing.cli import traces
 
 app = typer.Typer(
@@ -29,6 +31,10 @@ app.add_typer(models, name="models")
 app.add_typer(traces, name="traces")
 app.add_typer(kb, name="kb")
 app.add_typer(gateway, name="gateway")
+app.add_typer(prompts, name="prompts")
+app.add_typer(chains, name="chains")
+app.add_typer(datasets, name="datasets")
+app.add_typer(evals, name="eval")
 app.add_typer(config, name="config")
 
 

@@ -6,6 +6,7 @@ versions share the rows they have in common and old versions stay reproducible.
 
 from __future__ import annotations
 
+import builtins
 import csv
 import io
 import json
@@ -72,7 +73,7 @@ def items(session: Session, *, dataset: Dataset, version: int | None = None) -> 
                 DatasetItem.added_in <= version,
                 or_(DatasetItem.removed_in.is_(None), DatasetItem.removed_in > version),
             )
-            .order_by(DatasetItem.id)
+            .order_by(DatasetItem.position)
         )
     ]
 
@@ -93,12 +94,18 @@ def change(
         if item_id not in current:
             raise NotFound(f"Item {item_id!r} is not in {dataset.name!r}.", param="remove")
         current[item_id].removed_in = version
+    position = session.scalar(
+        select(func.max(DatasetItem.position)).where(DatasetItem.dataset_id == dataset.id)
+    )
+    position = -1 if position is None else position
     for data in add:
         data = data if isinstance(data, ItemCreate) else ItemCreate.model_validate(data)
+        position += 1
         session.add(
             DatasetItem(
                 dataset_id=dataset.id,
                 added_in=version,
+                position=position,
                 input=data.input,
                 expected=data.expected,
                 meta=data.metadata,
@@ -235,12 +242,12 @@ def from_traces(
     for trace_id in trace_ids:
         trace = tracing.get_trace_or_raise(session, project_id=project_id, trace_id=trace_id)
         span = next((s for s in trace.spans if s.kind == "llm"), trace.spans[0])
-        messages = span.input if isinstance(span.input, list) else []
+        messages = span.input if isinstance(span.input, builtins.list) else []
         user = [
             m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"
         ]
         variables: dict[str, Any] = {"input": user[-1] if user else str(span.input or "")}
-        if isinstance(messages, list) and messages:
+        if messages:
             variables["messages"] = messages
         prompt = (span.attributes or {}).get("prompt")
         out.append(

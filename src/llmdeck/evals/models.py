@@ -38,6 +38,8 @@ class DatasetItem(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("eval_datasets.id", ondelete="CASCADE"))
     added_in: Mapped[int] = mapped_column(Integer)
+    # Order of the items in the dataset (ids made in the same millisecond do not sort).
+    position: Mapped[int] = mapped_column(Integer, default=0)
     removed_in: Mapped[int | None] = mapped_column(Integer)
     input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     expected: Mapped[Any | None] = mapped_column(JSON)

@@ -82,6 +82,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=26), nullable=False),
         sa.Column("dataset_id", sa.String(length=26), nullable=False),
         sa.Column("added_in", sa.Integer(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("removed_in", sa.Integer(), nullable=True),
         sa.Column("input", sa.JSON(), nullable=False),
         sa.Column("expected", sa.JSON(), nullable=True),

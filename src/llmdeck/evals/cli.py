@@ -1,0 +1,218 @@
+"""CLI of evaluation: `llmdeck eval run|resume|list|show|compare` and `llmdeck datasets ...`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from llmdeck.cli.output import console, db_session, emit, errors, fail_cleanly
+from llmdeck.core.settings import get_settings
+from llmdeck.evals import datasets as ds
+from llmdeck.evals import gate, service
+from llmdeck.evals.runner import run_experiment
+from llmdeck.identity import service as identity
+from llmdeck.identity.schemas import Principal
+from llmdeck.runtime import Runtime
+
+evals = typer.Typer(help="Experiments, metrics and the CI gate.", no_args_is_help=True)
+datasets = typer.Typer(help="Versioned evaluation datasets.", no_args_is_help=True)
+JSON = typer.Option(False, "--json", help="Print JSON.")
+PROJECT = typer.Option("default", help="Project to act in.")
+
+
+def _project_id(session, name: str) -> str:
+    return identity.get_project_by_name_or_raise(session, name=name).id
+
+
+def _bar() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=False,
+    )
+
+
+@evals.command("run")
+def eval_run(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="An eval YAML file."),
+    fail_under: list[str] = typer.Option(
+        [], "--fail-under", help="METRIC=THRESHOLD; exit 1 when the mean is below. Repeatable."
+    ),
+    junit: Path | None = typer.Option(None, help="Write a JUnit XML report here."),
+    json_out: Path | None = typer.Option(None, "--json-out", help="Write a JSON report here."),
+    project: str = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Run an evaluation from YAML, print a table, and fail when a threshold fails."""
+    with fail_cleanly():
+        loaded = gate.load_config(config)
+        thresholds = gate.parse_thresholds(fail_under)
+
+        async def go():
+            runtime = Runtime.start(get_settings())
+            try:
+                with _bar() as bar:
+                    task = bar.add_task("evaluating", total=None)
+                    return await gate.run_config(
+                        runtime,
+                        loaded,
+                        project=project,
+                        fail_under=thresholds,
+                        progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    )
+            finally:
+                await runtime.stop()
+
+        result = asyncio.run(go())
+    gate.write_reports(result, junit=junit, json_path=json_out)
+    _report(result, as_json)
+    if not result.passed:
+        for failure in result.failures:
+            errors.print(f"[red]FAIL[/red] {failure}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _report(result: gate.GateResult, as_json: bool) -> None:
+    if as_json:
+        import json
+        import sys
+
+        json.dump(result.to_dict(), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
+    e = result.experiment
+    emit(
+        result.table(),
+        ["metric", "score", "threshold", "result"],
+        as_json=False,
+        title=f"{e.name} · {e.dataset} v{e.dataset_version} · {e.completed}/{e.total} items",
+    )
+    s = e.summary
+    console.print(
+        f"experiment {e.id} · errors {s.get('errors')} · p50 {s.get('latency_ms_p50') or 0:.0f} ms"
+        f" · cost ${s.get('cost') or 0:.6f}",
+        highlight=False,
+    )
+
+
+@evals.command("resume")
+def eval_resume(experiment_id: str, project: str = PROJECT) -> None:
+    """Finish an interrupted experiment; items already done are skipped."""
+    with fail_cleanly():
+
+        async def go():
+            runtime = Runtime.start(get_settings())
+            try:
+                with runtime.db.session() as session:
+                    p = identity.get_project_by_name_or_raise(session, name=project)
+                principal = Principal(project_id=p.id, project_name=p.name, role="admin")
+                with _bar() as bar:
+                    task = bar.add_task("resuming", total=None)
+                    await run_experiment(
+                        runtime,
+                        principal,
+                        experiment_id,
+                        progress=lambda d, t: bar.update(task, completed=d, total=t),
+                    )
+                return gate.gate(runtime, principal, experiment_id, {})
+            finally:
+                await runtime.stop()
+
+        _report(asyncio.run(go()), False)
+
+
+@evals.command("list")
+def eval_list(project: str = PROJECT, as_json: bool = JSON) -> None:
+    """Recent experiments."""
+    with db_session() as session:
+        pid = _project_id(session, project)
+        rows = [
+            service.to_public(session, e).model_dump()
+            for e in service.list(session, project_id=pid)
+        ]
+    for row in rows:
+        row["scores"] = ", ".join(
+            f"{k}={v:.3f}" for k, v in row["summary"].get("metrics", {}).items() if v is not None
+        )
+    emit(rows, ["id", "name", "dataset", "status", "completed", "total", "scores"], as_json=as_json)
+
+
+@evals.command("compare")
+def eval_compare(
+    experiment_ids: list[str] = typer.Argument(..., help="Two or more experiment ids."),
+    items: bool = typer.Option(False, help="Also show each item's outputs."),
+    project: str = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Experiments side by side, per metric (and per item with --items)."""
+    with db_session() as session:
+        result = service.compare(
+            session, project_id=_project_id(session, project), experiment_ids=experiment_ids
+        )
+    if as_json:
+        emit([result.model_dump(mode="json")], [], as_json=True)
+        return
+    names = {e.id: f"{e.name} ({e.id[-6:]})" for e in result.experiments}
+    rows = [
+        {"metric": m, **{names[k]: v for k, v in result.summary[m].items()}} for m in result.metrics
+    ]
+    emit(rows, ["metric", *names.values()], as_json=False, title="per metric")
+    if items:
+        item_rows = []
+        for item in result.items:
+            row = {"item": str(item["input"])[:40]}
+            for eid, label in names.items():
+                run = item["runs"].get(eid, {})
+                scores = " ".join(f"{k}={v}" for k, v in (run.get("scores") or {}).items())
+                row[label] = f"{(run.get('output') or run.get('error') or '')[:40]} [{scores}]"
+            item_rows.append(row)
+        emit(item_rows, ["item", *names.values()], as_json=False, title="per item")
+
+
+@datasets.command("list")
+def datasets_list(project: str = PROJECT, as_json: bool = JSON) -> None:
+    """Datasets with their current version and size."""
+    with db_session() as session:
+        pid = _project_id(session, project)
+        rows = [ds.to_public(session, d).model_dump() for d in ds.list(session, project_id=pid)]
+    emit(rows, ["name", "version", "item_count", "description"], as_json=as_json)
+
+
+@datasets.command("import")
+def datasets_import(
+    name: str,
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A .csv or .jsonl file."),
+    project: str = PROJECT,
+) -> None:
+    """Add a file's items as a new version (creating the dataset if needed)."""
+    fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    with db_session() as session:
+        pid = _project_id(session, project)
+        items = ds.parse(path.read_text(encoding="utf-8-sig"), fmt)
+        dataset = ds.get_by_name(session, project_id=pid, name=name) or ds.create(
+            session, project_id=pid, name=name
+        )
+        version = ds.change(session, dataset=dataset, add=items)
+    console.print(f"Dataset [bold]{name}[/bold] is now version {version} (+{len(items)} items).")
+
+
+@datasets.command("export")
+def datasets_export(
+    name: str,
+    format: str = typer.Option("jsonl", help="csv or jsonl."),
+    version: int | None = typer.Option(None, help="Default: the current version."),
+    project: str = PROJECT,
+) -> None:
+    """Print a version's items as CSV or JSONL."""
+    with db_session() as session:
+        dataset = ds.get_by_name_or_raise(
+            session, project_id=_project_id(session, project), name=name
+        )
+        text = ds.dump(ds.items(session, dataset=dataset, version=version), format)
+    typer.echo(text, nl=False)
