@@ -68,26 +68,43 @@ class ScriptedUpstream:
         words[-1] = words[-1].rstrip()
         completion = act.get("completion_tokens", len(words))
         usage = {
-            "prompt_tokens": 11, "completion_tokens": completion, "total_tokens": 11 + completion
+            "prompt_tokens": 11,
+            "completion_tokens": completion,
+            "total_tokens": 11 + completion,
         }
         if not body.get("stream"):
             return JSONResponse(
                 {
-                    "id": "up-1", "object": "chat.completion", "created": int(time.time()),
+                    "id": "up-1",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
                     "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
                     "usage": usage,
                 }
             )
 
         async def events():
             def chunk(delta, finish=None):
-                return "data: " + json.dumps({
-                    "id": "up-1", "object": "chat.completion.chunk", "created": 0,
-                    "model": body["model"],
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                }) + "\n\n"
+                return (
+                    "data: "
+                    + json.dumps(
+                        {
+                            "id": "up-1",
+                            "object": "chat.completion.chunk",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                        }
+                    )
+                    + "\n\n"
+                )
 
             if act["kind"] == "error_chunk":
                 yield 'data: {"error": {"message": "scripted failure"}}\n\n'
@@ -109,13 +126,17 @@ class ScriptedUpstream:
         body = await request.json()
         self.requests.append(body)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        return JSONResponse({
-            "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, float(i)]}
-                     for i in range(len(inputs))],
-            "model": body["model"],
-            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
-        })
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": [0.1, 0.2, float(i)]}
+                    for i in range(len(inputs))
+                ],
+                "model": body["model"],
+                "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
+            }
+        )
 
     def start(self, port: int) -> None:
         config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="error")

@@ -100,7 +100,9 @@ async def run(
                 status, data = await _read_response(reader)
                 done = time.perf_counter()
                 ok = status == 200 and (not expect or expect in data)
-                if sent >= measure_from and done <= stop_at:
+                # Counted when it completes inside the window (at high concurrency a
+                # request may have been sent during the warm-up).
+                if measure_from <= done <= stop_at:
                     if ok:
                         result.latencies.append(done - sent)
                     else:
