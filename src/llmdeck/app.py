@@ -22,6 +22,7 @@ from llmdeck.identity.pages import pages as identity_pages
 from llmdeck.identity.router import router as identity_router
 from llmdeck.knowledge.router import job_runner
 from llmdeck.knowledge.router import router as knowledge_router
+from llmdeck.monitoring.pages import pages as monitoring_pages
 from llmdeck.monitoring.router import feedback_router
 from llmdeck.monitoring.router import router as monitoring_router
 from llmdeck.prompts.router import router as prompts_router
@@ -80,7 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     # The web console at `/`; each domain contributes its pages.
-    console.mount(app, [gateway_pages, catalog_pages, tracing_pages, identity_pages])
+    console.mount(
+        app, [gateway_pages, catalog_pages, tracing_pages, monitoring_pages, identity_pages]
+    )
     _add_error_handlers(app)
     return app
 
