@@ -10,8 +10,9 @@ than the database keeps up with, the gate refuses new ones with 503 and `Retry-A
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict
+from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmdeck.core.db import Database
@@ -39,15 +40,50 @@ class IngestGate:
         self._slots.release()
 
 
+class _Insert:
+    """`INSERT ... ON CONFLICT DO NOTHING` into spans, compiled once per engine.
+
+    Spans arrive by the hundred per request, so the ORM's per-statement work (compiling,
+    copying records) costs more than the database does. This keeps SQLAlchemy's own column
+    types (JSON, UTC timestamps) by calling their bind processors directly, and hands the
+    rows to the driver's executemany.
+    """
+
+    def __init__(self, engine: Engine):
+        dialect = engine.dialect
+        columns = [c for c in Span.__table__.columns if c.name != "id"]
+        self.names = [c.name for c in columns]
+        self.processors = [c.type._cached_bind_processor(dialect) for c in columns]
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        statement = insert(Span.__table__).on_conflict_do_nothing(
+            index_elements=["project_id", "trace_id", "span_id"]
+        )
+        compiled = statement.compile(dialect=dialect, column_keys=self.names)
+        self.sql = str(compiled)
+        self.positional = compiled.positiontup  # qmark drivers (sqlite3): values in this order
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+    def rows(self, records: list[SpanRecord]) -> list[Any]:
+        out = []
+        procs = list(zip(self.names, self.processors, strict=True))
+        for record in records:
+            values = record.__dict__
+            row = {n: (p(values[n]) if p is not None else values[n]) for n, p in procs}
+            out.append(tuple(row[n] for n in self.positional) if self.positional else row)
+        return out
+
+
+_inserts: dict[int, _Insert] = {}
+
+
 def write_spans(db: Database, records: list[SpanRecord]) -> int:
     """Store spans in one transaction, skipping any already stored; the number received."""
     if not records:
         return 0
-    rows = [asdict(record) for record in records]
-    insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(Span).on_conflict_do_nothing(
-        index_elements=["project_id", "trace_id", "span_id"]
-    )
+    insert = _inserts.get(id(db.engine))
+    if insert is None:
+        insert = _inserts[id(db.engine)] = _Insert(db.engine)
+    rows = insert.rows(records)
     with db.engine.begin() as connection:
-        connection.execute(statement, rows)
+        connection.exec_driver_sql(insert.sql, rows)
     return len(rows)
