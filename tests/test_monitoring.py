@@ -282,3 +282,21 @@ def test_retention_purges_old_spans(api) -> None:
     assert http.get(f"/api/traces/{old.trace_id}").status_code == 404
     assert http.get(f"/api/traces/{recent.trace_id}").status_code == 200
     assert http.put("/api/monitoring/retention", json={"retention_days": 0}).status_code == 400
+
+
+def test_cli_retention_purge_and_summary(db: Database) -> None:
+    from typer.testing import CliRunner
+
+    from llmdeck.cli.main import app
+
+    with db.session() as session:
+        project = identity.ensure_project(session, name="default")
+    now = datetime.now(UTC)
+    old, recent = _span(project.id, now - timedelta(days=40)), _span(project.id, now)
+    write_spans(db, [old, recent])
+    runner = CliRunner()
+    assert runner.invoke(app, ["monitoring", "retention", "30"]).exit_code == 0
+    purged = runner.invoke(app, ["monitoring", "purge"])
+    assert purged.exit_code == 0 and "Deleted 1 spans" in purged.output
+    summary = runner.invoke(app, ["monitoring", "summary", "--window", "1h", "--json"])
+    assert json.loads(summary.output)["requests"] == 1

@@ -13,6 +13,7 @@ from llmdeck.evals.cli import datasets, evals
 from llmdeck.gateway.cli import chat, gateway
 from llmdeck.identity.cli import keys, projects, users
 from llmdeck.knowledge.cli import kb
+from llmdeck.monitoring.cli import monitoring
 from llmdeck.prompts.cli import chains, prompts
 from llmdeck.tracing.cli import traces
 
@@ -29,6 +30,7 @@ app.add_typer(users, name="users")
 app.add_typer(keys, name="keys")
 app.add_typer(models, name="models")
 app.add_typer(traces, name="traces")
+app.add_typer(monitoring, name="monitoring")
 app.add_typer(kb, name="kb")
 app.add_typer(gateway, name="gateway")
 app.add_typer(prompts, name="prompts")
