@@ -14,6 +14,7 @@ from llmdeck.catalog.pages import pages as catalog_pages
 from llmdeck.catalog.router import router as catalog_router
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, RateLimited
 from llmdeck.core.settings import Settings, get_settings
+from llmdeck.evals.pages import pages as evals_pages
 from llmdeck.evals.router import router as evals_router
 from llmdeck.gateway.api import router as gateway_config_router
 from llmdeck.gateway.pages import pages as gateway_pages
@@ -25,6 +26,7 @@ from llmdeck.knowledge.router import router as knowledge_router
 from llmdeck.monitoring.pages import pages as monitoring_pages
 from llmdeck.monitoring.router import feedback_router
 from llmdeck.monitoring.router import router as monitoring_router
+from llmdeck.prompts.pages import pages as prompts_pages
 from llmdeck.prompts.router import router as prompts_router
 from llmdeck.runtime import Runtime
 from llmdeck.tracing.otlp_router import router as otlp_router
@@ -82,7 +84,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # The web console at `/`; each domain contributes its pages.
     console.mount(
-        app, [gateway_pages, catalog_pages, tracing_pages, monitoring_pages, identity_pages]
+        app,
+        [
+            gateway_pages,
+            prompts_pages,
+            evals_pages,
+            catalog_pages,
+            tracing_pages,
+            monitoring_pages,
+            identity_pages,
+        ],
     )
     _add_error_handlers(app)
     return app

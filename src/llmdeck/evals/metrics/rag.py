@@ -137,7 +137,9 @@ class ContextRecall:
         wanted = sentences(sample.expected_text, 20)
         if not contexts or not wanted:
             return Score(None, "Needs retrieved contexts and an expected answer.")
-        vectors = await embed(sample, self.model, wanted + contexts)
+        # Whole contexts and their sentences: a short fact matches its sentence best.
+        pieces = contexts + [s for c in contexts for s in sentences(c, 50)]
+        vectors = await embed(sample, self.model, wanted + pieces)
         w, c = vectors[: len(wanted)], vectors[len(wanted) :]
         covered = [max(cosine(x, y) for y in c) >= self.threshold for x in w]
         return Score(

@@ -1,0 +1,206 @@
+"""Console pages of evaluation: experiments (live progress, side-by-side comparison),
+datasets, and review queues where experts score with the keyboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import Depends, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from llmdeck.console.auth import Viewer, csrf_protected, signed_in
+from llmdeck.console.shell import PageSet, console_of
+from llmdeck.core.errors import LLMDeckError
+from llmdeck.core.registry import plugins
+from llmdeck.evals import datasets, review, service
+from llmdeck.evals.router import start_in_background
+from llmdeck.evals.schemas import ExperimentCreate, ReviewSubmit
+
+pages = PageSet("evals", __file__)
+pages.nav("Experiments", "/experiments", section="Build", order=40, icon="chart")
+pages.nav("Datasets", "/datasets", section="Build", order=41, icon="box")
+pages.nav("Review", "/review", section="Build", min_role="reviewer", order=42, icon="check")
+SHORTCUTS = Path(__file__).parent / "static" / "review.js"
+DETERMINISTIC = (
+    "exact_match",
+    "contains",
+    "regex",
+    "json_valid",
+    "numeric",
+    "rouge_l",
+    "bleu",
+    "chrf",
+)
+
+
+def _db(request: Request):
+    return request.app.state.runtime.db
+
+
+@pages.router.get("/experiments")
+def experiments_page(request: Request, error: str = "", viewer: Viewer = Depends(signed_in)):
+    with _db(request).session() as session:
+        rows = [
+            service.to_public(session, e)
+            for e in service.list(session, project_id=viewer.project.id)
+        ]
+        names = [d.name for d in datasets.list(session, project_id=viewer.project.id)]
+    context = {
+        "experiments": rows,
+        "datasets": names,
+        "metrics": plugins().evaluators.names(),
+        "deterministic": DETERMINISTIC,
+        "can_run": viewer.can("builder"),
+        "running": any(e.status == "running" for e in rows),
+        "error": error,
+    }
+    return console_of(request).render(request, "evals/experiments.html", context)
+
+
+@pages.router.post("/experiments", dependencies=[Depends(csrf_protected)])
+async def start_experiment(
+    request: Request,
+    dataset: str = Form(...),
+    target_type: str = Form("model"),
+    ref: str = Form(...),
+    metrics: list[str] = Form(default=[]),
+    concurrency: int = Form(8),
+    max_tokens: int = Form(128),
+    name: str = Form(""),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Create and start an experiment; its page shows live progress."""
+    viewer.require("builder", "run experiments")
+    field = {"model": "model", "prompt": "prompt", "chain": "chain", "rag": "knowledge_base"}
+    try:
+        data = ExperimentCreate(
+            name=name,
+            dataset=dataset,
+            target={
+                "type": target_type,
+                field.get(target_type, "model"): ref,
+                "params": {"max_tokens": max_tokens},
+            },
+            metrics=metrics,
+            concurrency=concurrency,
+        )
+        with _db(request).session() as session:
+            experiment = service.create(session, project_id=viewer.project.id, data=data)
+    except (LLMDeckError, ValueError) as exc:
+        message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+        return RedirectResponse(f"/experiments?error={message}", status_code=303)
+    start_in_background(request.app.state.runtime, viewer.principal, experiment.id)
+    return RedirectResponse(f"/experiments/{experiment.id}", status_code=303)
+
+
+@pages.router.get("/experiments/compare")
+def compare_page(
+    request: Request, ids: list[str] = Query(default=[]), viewer: Viewer = Depends(signed_in)
+):
+    flat = [i for value in ids for i in value.split(",") if i]
+    with _db(request).session() as session:
+        result = service.compare(session, project_id=viewer.project.id, experiment_ids=flat)
+    return console_of(request).render(request, "evals/compare.html", {"c": result})
+
+
+@pages.router.get("/experiments/{experiment_id}")
+def experiment_page(request: Request, experiment_id: str, viewer: Viewer = Depends(signed_in)):
+    with _db(request).session() as session:
+        experiment = service.get_or_raise(
+            session, project_id=viewer.project.id, experiment_id=experiment_id
+        )
+        public = service.to_public(session, experiment)
+        rows = service.results(session, experiment=experiment)
+        items = service.items_by_id(session, {r.item_id for r in rows})
+        results = [service.result_public(r, items.get(r.item_id)) for r in rows]
+    context = {
+        "e": public,
+        "results": results,
+        "fragment": request.headers.get("hx-request") == "true",
+    }
+    template = "evals/_progress.html" if context["fragment"] else "evals/experiment.html"
+    return console_of(request).render(request, template, context)
+
+
+@pages.router.get("/datasets")
+def datasets_page(request: Request, viewer: Viewer = Depends(signed_in)):
+    with _db(request).session() as session:
+        rows = [
+            datasets.to_public(session, d)
+            for d in datasets.list(session, project_id=viewer.project.id)
+        ]
+    return console_of(request).render(request, "evals/datasets.html", {"datasets": rows})
+
+
+@pages.router.get("/datasets/{name}")
+def dataset_page(
+    request: Request, name: str, version: int | None = None, viewer: Viewer = Depends(signed_in)
+):
+    with _db(request).session() as session:
+        dataset = datasets.get_by_name_or_raise(session, project_id=viewer.project.id, name=name)
+        public = datasets.to_public(session, dataset)
+        items = [
+            datasets.item_public(i)
+            for i in datasets.items(session, dataset=dataset, version=version)
+        ]
+    context = {"d": public, "items": items, "version": version or public.version}
+    return console_of(request).render(request, "evals/dataset.html", context)
+
+
+@pages.router.get("/review")
+def review_page(request: Request, viewer: Viewer = Depends(signed_in)):
+    viewer.require("reviewer", "review")
+    with _db(request).session() as session:
+        queues = review.list_queues(session, project_id=viewer.project.id)
+    return console_of(request).render(request, "evals/review_queues.html", {"queues": queues})
+
+
+@pages.router.get("/review/shortcuts.js")
+def review_shortcuts() -> Response:
+    """Keyboard shortcuts of the review page (served from 'self' for the CSP)."""
+    return Response(SHORTCUTS.read_text(), media_type="text/javascript")
+
+
+@pages.router.get("/review/{name}")
+def review_queue_page(request: Request, name: str, viewer: Viewer = Depends(signed_in)):
+    viewer.require("reviewer", "review")
+    with _db(request).session() as session:
+        queue = review.get_queue_or_raise(session, project_id=viewer.project.id, name=name)
+        pending = review.tasks(session, queue=queue, pending_only=True)
+        total = len(review.tasks(session, queue=queue))
+        task = review.task_public(pending[0]) if pending else None
+        agreement = review.agreement(session, queue=queue)
+    context = {
+        "queue": queue,
+        "task": task,
+        "remaining": len(pending),
+        "total": total,
+        "agreement": agreement,
+    }
+    return console_of(request).render(request, "evals/review.html", context)
+
+
+@pages.router.post("/review/{name}/{task_id}", dependencies=[Depends(csrf_protected)])
+def submit_review(
+    request: Request,
+    name: str,
+    task_id: str,
+    score: str = Form(""),
+    label: str = Form(""),
+    comment: str = Form(""),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Record a verdict (score 1-5 shown, stored as 0-1) and go to the next task."""
+    viewer.require("reviewer", "review")
+    with _db(request).session() as session:
+        queue = review.get_queue_or_raise(session, project_id=viewer.project.id, name=name)
+        task = review.get_task_or_raise(session, queue=queue, task_id=task_id)
+        value = (int(score) - 1) / 4 if score.strip().isdigit() and 1 <= int(score) <= 5 else None
+        review.submit(
+            session,
+            queue=queue,
+            task=task,
+            data=ReviewSubmit(score=value, label=label or None, comment=comment),
+            reviewer=viewer.email,
+        )
+    return RedirectResponse(f"/review/{name}", status_code=303)

@@ -1,0 +1,232 @@
+"""Console pages of prompts: the list, and an editor with version history, diff, labels and
+"try it" across models (through the gateway, like the playground)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from llmdeck.catalog import service as catalog
+from llmdeck.console.auth import Viewer, csrf_protected, signed_in
+from llmdeck.console.shell import PageSet, console_of
+from llmdeck.core.errors import LLMDeckError
+from llmdeck.gateway.schemas import ChatCompletionRequest
+from llmdeck.gateway.service import chat_call
+from llmdeck.prompts import service
+from llmdeck.prompts.schemas import Message, PromptVersionCreate
+
+pages = PageSet("prompts", __file__)
+pages.nav("Prompts", "/prompts", section="Build", order=15, icon="file")
+MAX_MODELS = 3
+
+
+def _chat_models(request: Request, viewer: Viewer) -> list[str]:
+    with request.app.state.runtime.db.session() as session:
+        return [
+            m.alias
+            for m in catalog.list_models(session, project_id=viewer.project.id)
+            if m.kind == "chat"
+        ]
+
+
+@pages.router.get("/prompts")
+def prompts_page(request: Request, error: str = "", viewer: Viewer = Depends(signed_in)):
+    with request.app.state.runtime.db.session() as session:
+        rows = [
+            service.to_public(session, p)
+            for p in service.list(session, project_id=viewer.project.id)
+        ]
+    context = {
+        "prompts": rows,
+        "models": _chat_models(request, viewer),
+        "can_edit": viewer.can("builder"),
+        "error": error,
+    }
+    return console_of(request).render(request, "prompts/list.html", context)
+
+
+def _messages(system: str, user: str) -> list[Message]:
+    out = []
+    if system.strip():
+        out.append(Message(role="system", content=system))
+    if user.strip():
+        out.append(Message(role="user", content=user))
+    return out
+
+
+@pages.router.post("/prompts", dependencies=[Depends(csrf_protected)])
+def create_prompt(
+    request: Request,
+    name: str = Form(...),
+    system: str = Form(""),
+    user: str = Form(""),
+    model: str = Form(""),
+    commit_message: str = Form(""),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Create a prompt with its first version."""
+    return save_version(
+        request, name.strip(), system, user, model, "{}", commit_message, "", viewer
+    )
+
+
+@pages.router.post("/prompts/{name}/versions", dependencies=[Depends(csrf_protected)])
+def save_version(
+    request: Request,
+    name: str,
+    system: str = Form(""),
+    user: str = Form(""),
+    model: str = Form(""),
+    params: str = Form("{}"),
+    commit_message: str = Form(""),
+    label: str = Form(""),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Save the editor's content as a new immutable version."""
+    viewer.require("builder", "change prompts")
+    try:
+        parsed = json.loads(params or "{}")
+        data = PromptVersionCreate(
+            messages=_messages(system, user),
+            model=model or None,
+            params=parsed if isinstance(parsed, dict) else {},
+            commit_message=commit_message,
+            labels=[label.strip()] if label.strip() else [],
+        )
+        with request.app.state.runtime.db.session() as session:
+            row = service.create_version(
+                session,
+                project_id=viewer.project.id,
+                name=name,
+                data=data,
+                role=viewer.role,
+                author=viewer.email,
+            )
+    except (LLMDeckError, ValueError) as exc:
+        message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+        return RedirectResponse(f"/prompts?error={message}", status_code=303)
+    return RedirectResponse(f"/prompts/{name}?v={row.version}", status_code=303)
+
+
+@pages.router.get("/prompts/{name}")
+def prompt_page(
+    request: Request,
+    name: str,
+    v: int | None = None,
+    diff_from: int | None = None,
+    error: str = "",
+    viewer: Viewer = Depends(signed_in),
+):
+    with request.app.state.runtime.db.session() as session:
+        prompt = service.get_by_name_or_raise(session, project_id=viewer.project.id, name=name)
+        versions = service.versions(session, prompt=prompt)
+        labels = service.labels(session, prompt=prompt)
+        current = next((x for x in versions if x.version == v), versions[0] if versions else None)
+        diff = ""
+        if current is not None and diff_from:
+            older = service.get_version_or_raise(session, prompt=prompt, version=diff_from)
+            diff = service.diff(prompt, older, current)
+        public = [service.version_public(prompt, x, labels) for x in versions]
+    chosen = next((p for p in public if current and p.version == current.version), None)
+    system = next(
+        (m["content"] for m in (chosen.messages if chosen else []) if m["role"] == "system"), ""
+    )
+    user = next(
+        (m["content"] for m in (chosen.messages if chosen else []) if m["role"] == "user"), ""
+    )
+    context = {
+        "prompt": prompt,
+        "versions": public,
+        "current": chosen,
+        "system": system,
+        "user": user,
+        "labels": labels,
+        "diff": diff,
+        "diff_from": diff_from,
+        "models": _chat_models(request, viewer),
+        "can_edit": viewer.can("builder"),
+        "can_label": viewer.can("reviewer"),
+        "error": error,
+    }
+    return console_of(request).render(request, "prompts/editor.html", context)
+
+
+@pages.router.post("/prompts/{name}/labels", dependencies=[Depends(csrf_protected)])
+def move_label(
+    request: Request,
+    name: str,
+    label: str = Form(...),
+    version: int = Form(...),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Point a label at a version (a rollback when it is an older one)."""
+    try:
+        with request.app.state.runtime.db.session() as session:
+            prompt = service.get_by_name_or_raise(session, project_id=viewer.project.id, name=name)
+            service.set_label(
+                session,
+                prompt=prompt,
+                label=label.strip(),
+                version=version,
+                role=viewer.role,
+                author=viewer.email,
+            )
+    except LLMDeckError as exc:
+        return RedirectResponse(f"/prompts/{name}?v={version}&error={exc.message}", status_code=303)
+    return RedirectResponse(f"/prompts/{name}?v={version}", status_code=303)
+
+
+@pages.router.post("/prompts/{name}/try", dependencies=[Depends(csrf_protected)])
+async def try_prompt(
+    request: Request,
+    name: str,
+    version: int = Form(...),
+    variables: str = Form("{}"),
+    models: list[str] = Form(default=[]),
+    max_tokens: int = Form(64),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Run one version on up to three models side by side, through the gateway."""
+    viewer.require("builder", "call models")
+    try:
+        values = json.loads(variables or "{}")
+        if not isinstance(values, dict):
+            raise ValueError("Variables must be a JSON object.")
+    except ValueError as exc:
+        return HTMLResponse(f'<p class="field-error">{_escape(str(exc))}</p>')
+    gateway = request.app.state.runtime.gateway
+
+    async def one(model: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": f"prompt:{name}@{version}",
+            "messages": [{"role": "user", "content": ""}],
+            "prompt_variables": values,
+            "max_tokens": max(1, min(max_tokens, 2048)),
+        }
+        if model:
+            body["prompt_model"] = model
+        call = chat_call(
+            viewer.principal, ChatCompletionRequest.model_validate(body), source="playground"
+        )
+        try:
+            result = await gateway.chat(call)
+            return {"model": call.alias, "text": result.content, "trace_id": call.trace_id}
+        except LLMDeckError as exc:
+            return {
+                "model": model or "(prompt's model)",
+                "error": exc.message,
+                "trace_id": call.trace_id,
+            }
+
+    chosen = models[:MAX_MODELS] or [None]
+    results = await asyncio.gather(*(one(m) for m in chosen))
+    html = console_of(request).env.get_template("prompts/_try.html").render(results=results)
+    return HTMLResponse(html)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,130 @@
+"""Console pages of prompts and evaluation, in-process: the prompt editor (versions, diff,
+labels, try it across models), experiments with live progress and comparison, datasets, and
+the review queue with its keyboard shortcuts and agreement table."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llmdeck.app import create_app
+from llmdeck.core.settings import get_settings
+from tests.test_console import add_user, csrf_of, sign_in
+from tests.test_evals_support import echo_upstream
+
+
+@pytest.fixture
+def echo():
+    yield from echo_upstream()
+
+
+def test_prompt_editor_experiments_and_review_pages(echo) -> None:
+    app = create_app(get_settings())
+    with TestClient(app, follow_redirects=False) as c:
+        add_user(app, "b@example.com", "builder")
+        add_user(app, "r@example.com", "reviewer")
+        assert sign_in(c, "b@example.com").status_code == 303
+        from llmdeck.catalog import service as catalog
+        from llmdeck.catalog.schemas import ModelCreate
+
+        with app.state.runtime.db.session() as session:
+            catalog.create(
+                session,
+                settings=app.state.runtime.settings,
+                data=ModelCreate(alias="echo", upstream_name="m", base_url=echo.url),
+            )
+        # Create a prompt, then a second version labelled production, in the editor.
+        token = csrf_of(c.get("/prompts").text)
+        r = c.post(
+            "/prompts",
+            data={"csrf_token": token, "name": "hello", "user": "Hi {{ name }}", "model": "echo"},
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/prompts/hello?v=1"
+        page = c.get("/prompts/hello").text
+        r = c.post(
+            "/prompts/hello/versions",
+            data={
+                "csrf_token": csrf_of(page),
+                "user": "Hello {{ name }}!",
+                "model": "echo",
+                "commit_message": "warmer",
+                "label": "production",
+            },
+        )
+        assert r.headers["location"] == "/prompts/hello?v=2"
+        page = c.get("/prompts/hello?v=2&diff_from=1").text
+        assert "warmer" in page and "production" in page
+        assert "-  content: Hi {{ name }}" in page.replace("&#39;", "'").replace("&#34;", '"')
+        # Try it on two models side by side (the second fails clearly: not in the catalog).
+        tried = c.post(
+            "/prompts/hello/try",
+            data={
+                "csrf_token": csrf_of(page),
+                "version": "2",
+                "variables": '{"name": "Ada"}',
+                "models": ["echo", "nope"],
+            },
+        )
+        assert tried.status_code == 200 and "Hello Ada!" in tried.text and "nope" in tried.text
+        # Start an experiment from the console and watch it finish.
+        from llmdeck.evals import datasets
+
+        with app.state.runtime.db.session() as session:
+            from llmdeck.identity import service as identity
+
+            project = identity.get_project_by_name_or_raise(session, name="default")
+            datasets.create(
+                session,
+                project_id=project.id,
+                name="names",
+                items=[{"input": {"name": n}, "expected": f"Hello {n}!"} for n in ("Ada", "Bo")],
+            )
+        page = c.get("/experiments").text
+        r = c.post(
+            "/experiments",
+            data={
+                "csrf_token": csrf_of(page),
+                "dataset": "names",
+                "target_type": "prompt",
+                "ref": "hello@production",
+                "metrics": ["exact_match", "rouge_l"],
+            },
+        )
+        assert r.status_code == 303, r.text
+        location = r.headers["location"]
+        for _ in range(100):
+            fragment = c.get(location, headers={"HX-Request": "true"}).text
+            if "done · 2 / 2" in fragment:
+                break
+            time.sleep(0.05)
+        assert "done · 2 / 2" in fragment and "hx-trigger" not in fragment
+        exp_id = location.rsplit("/", 1)[1]
+        detail = c.get(location).text
+        assert "Hello Ada!" in detail and "exact_match 1.00" in detail
+        compare = c.get(f"/experiments/compare?ids={exp_id}").text
+        assert 'id="per-metric"' in compare and "exact_match" in compare
+        assert "names" in c.get("/datasets").text and "Hello Bo!" in c.get("/datasets/names").text
+        # Review: queue the results, score one with the form the shortcuts submit.
+        with app.state.runtime.db.session() as session:
+            from llmdeck.evals import review
+            from llmdeck.evals.schemas import QueueCreate
+
+            queue = review.create_queue(
+                session,
+                project_id=project.id,
+                data=QueueCreate(name="experts", labels=["good", "bad"]),
+            )
+            review.add_experiment(session, project_id=project.id, queue=queue, experiment_id=exp_id)
+        c.post("/sign-out", data={"csrf_token": csrf_of(c.get("/review").text)})
+        assert sign_in(c, "r@example.com").status_code == 303
+        page = c.get("/review/experts").text
+        assert "0 of 2 reviewed" in page and "/review/shortcuts.js" in page
+        assert "requestSubmit" in c.get("/review/shortcuts.js").text
+        action = re.search(r'action="(/review/experts/[^"]+)"', page).group(1)
+        r = c.post(action, data={"csrf_token": csrf_of(page), "score": "5", "label": "good"})
+        assert r.status_code == 303
+        page = c.get("/review/experts").text
+        assert "1 of 2 reviewed" in page and 'id="agreement"' in page
