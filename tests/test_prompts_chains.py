@@ -74,5 +74,17 @@ def test_chain_runs_steps_as_child_spans(echo) -> None:
             assert {s["parent_span_id"] for s in steps} == {root["span_id"]}
             assert spans[llm["parent_span_id"]]["kind"] == "chain_step"
             assert llm["attributes"]["prompt"]["name"] == "rewrite"
+            # The same through the REST API: YAML in, a run out.
+            pushed = await gw.client.post("/api/chains", content=CHAIN.replace("polite", "p2"))
+            assert pushed.status_code == 201, pushed.text
+            assert pushed.json()["kind"] == "chain" and pushed.json()["version"] == 1
+            ran = await gw.client.post("/api/chains/p2@1/runs", json={"variables": {"text": "go"}})
+            assert ran.status_code == 200, ran.text
+            assert ran.json()["output"] == "PLEASE GO (CHECKED)" and len(ran.json()["steps"]) == 2
+            as_prompt = await gw.client.post(
+                "/v1/chat/completions",
+                json={"model": "prompt:p2", "messages": [{"role": "user", "content": ""}]},
+            )
+            assert as_prompt.status_code == 400 and "chain" in as_prompt.json()["error"]["message"]
 
     asyncio.run(scenario())

@@ -27,6 +27,7 @@ from llmdeck.monitoring.pages import pages as monitoring_pages
 from llmdeck.monitoring.router import feedback_router
 from llmdeck.monitoring.router import router as monitoring_router
 from llmdeck.prompts.pages import pages as prompts_pages
+from llmdeck.prompts.router import chains_router
 from llmdeck.prompts.router import router as prompts_router
 from llmdeck.runtime import Runtime
 from llmdeck.tracing.otlp_router import router as otlp_router
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         knowledge_router,
         gateway_config_router,
         prompts_router,
+        chains_router,
         evals_router,
     ):
         app.include_router(router)

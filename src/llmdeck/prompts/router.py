@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from llmdeck.identity.deps import get_principal, get_session, requires
+from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
 from llmdeck.identity.schemas import Principal
-from llmdeck.prompts import service
+from llmdeck.prompts import chains, service
 from llmdeck.prompts.schemas import (
     NAME,
     LabelMove,
@@ -18,6 +21,7 @@ from llmdeck.prompts.schemas import (
     RenderedPrompt,
     RenderRequest,
 )
+from llmdeck.runtime import Runtime
 
 router = APIRouter(prefix="/api/prompts", tags=["prompts"])
 builder = requires("builder", "change prompts")
@@ -156,3 +160,52 @@ def render_prompt(
         session, project_id=principal.project_id, name=name, label=body.label, version=body.version
     )
     return service.render(prompt, row, body.variables, body.label)
+
+
+chains_router = APIRouter(prefix="/api/chains", tags=["prompts"])
+
+
+class ChainRun(BaseModel):
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+@chains_router.post(
+    "", operation_id="create_chain_version", response_model=PromptVersionPublic, status_code=201
+)
+async def create_chain_version(
+    request: Request,
+    principal: Principal = Depends(builder),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """Add a chain version from a YAML body (`name`, `steps`; loaded with safe_load)."""
+    name, data = chains.load_yaml((await request.body()).decode("utf-8"))
+    with runtime.db.session() as session:
+        row = service.create_version(
+            session,
+            project_id=principal.project_id,
+            name=name,
+            data=data,
+            role=principal.role,
+            author=principal.api_key_id or principal.user_id,
+        )
+        prompt = service.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
+        return service.version_public(prompt, row, service.labels(session, prompt=prompt))
+
+
+@chains_router.post("/{ref}/runs", operation_id="run_chain", response_model=dict)
+async def run_chain(
+    ref: str,
+    body: ChainRun,
+    principal: Principal = Depends(requires("builder", "run chains")),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """Run a chain (NAME, NAME@LABEL or NAME@VERSION); each step is a span in its trace."""
+    result = await chains.run_chain(runtime, principal, ref, body.variables, source="api")
+    return {
+        "output": result.output,
+        "trace_id": result.trace_id,
+        "version": result.version,
+        "steps": [
+            {"type": s.type, "output": s.output, "latency_ms": s.latency_ms} for s in result.steps
+        ],
+    }
