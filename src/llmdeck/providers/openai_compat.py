@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -39,6 +40,7 @@ class OpenAICompatibleProvider(Provider):
                 param="base_url",
             )
         self._clients: dict[int, httpx.AsyncClient] = {}
+        self._fast: dict[int, _KeepAlivePool] = {}
 
     def _client(self) -> httpx.AsyncClient:
         # httpx clients belong to one event loop; keep one per loop.
@@ -133,9 +135,31 @@ class OpenAICompatibleProvider(Provider):
         except (KeyError, TypeError, ValueError) as exc:
             raise UpstreamError(f"The upstream answered in an unexpected shape: {exc!r}") from None
 
+    def _pool(self) -> _KeepAlivePool | None:
+        """The lean client for plain-http upstreams (serving engines nearby), per loop."""
+        if not self.connection.base_url.startswith("http://"):
+            return None  # TLS, and proxies from the environment, stay with httpx
+        loop_id = id(asyncio.get_running_loop())
+        pool = self._fast.get(loop_id)
+        if pool is None:
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            if self.connection.api_key:
+                headers["Authorization"] = f"Bearer {self.connection.api_key}"
+            pool = self._fast[loop_id] = _KeepAlivePool(
+                self.connection.base_url,
+                headers,
+                connect_timeout=self.settings.upstream_connect_timeout,
+                read_timeout=self.settings.upstream_read_timeout,
+            )
+        return pool
+
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = await self._client().post(path, json=body)
+            pool = self._pool()
+            if pool is not None:
+                response = await pool.post(path, json.dumps(body).encode())
+            else:
+                response = await self._client().post(path, json=body)
         except httpx.TimeoutException:
             raise UpstreamTimeout("The upstream did not answer in time.") from None
         except httpx.HTTPError as exc:
@@ -145,10 +169,123 @@ class OpenAICompatibleProvider(Provider):
         return _json(response.text)
 
     async def aclose(self) -> None:
+        pools, self._fast = list(self._fast.values()), {}
+        for pool in pools:
+            pool.close()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             with contextlib.suppress(RuntimeError):  # its event loop is already gone
                 await client.aclose()
+
+
+class _KeepAlivePool:
+    """A lean HTTP/1.1 keep-alive client for one plain-http upstream, on one event loop.
+
+    The gateway's non-streamed calls go through it: httpx costs several times more CPU per
+    request, which is most of the gateway's own overhead in front of a fast local server.
+    It speaks only what OpenAI-compatible servers answer (Content-Length or chunked bodies)
+    and raises httpx's exceptions, so errors are translated in one place.
+    """
+
+    KEEP = 64
+
+    def __init__(
+        self, base_url: str, headers: dict[str, str], *, connect_timeout: float, read_timeout: float
+    ):
+        url = urlsplit(base_url)
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
+        self.prefix = url.path.rstrip("/") + "/"
+        fixed = {"Host": url.netloc, **headers}
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                return await asyncio.open_connection(self.host, self.port)
+        except TimeoutError:
+            raise httpx.ConnectTimeout("connecting to the upstream timed out") from None
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc)) from None
+
+    async def post(self, path: str, body: bytes) -> httpx.Response:
+        request = (
+            f"POST {self.prefix}{path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        while True:
+            reused = False
+            while self.idle:
+                conn = self.idle.pop()
+                if not conn[1].is_closing() and not conn[0].at_eof():
+                    reused = True
+                    break
+                conn[1].close()
+            if not reused:
+                conn = await self._connect()
+            done = False
+            try:
+                try:
+                    async with asyncio.timeout(self.read_timeout):
+                        response, keep = await self._exchange(conn, request)
+                except TimeoutError:
+                    raise httpx.ReadTimeout("the upstream did not answer in time") from None
+                done = True
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                if reused and not getattr(exc, "partial", b""):
+                    continue  # the upstream had closed this idle connection: use a fresh one
+                message = f"the upstream broke the connection: {exc!r}"
+                raise httpx.RemoteProtocolError(message) from None
+            except (ValueError, asyncio.LimitOverrunError) as exc:
+                raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
+            finally:
+                if not done:
+                    conn[1].close()
+            if keep and len(self.idle) < self.KEEP:
+                self.idle.append(conn)
+            else:
+                conn[1].close()
+            return response
+
+    @staticmethod
+    async def _exchange(
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes
+    ) -> tuple[httpx.Response, bool]:
+        reader, writer = conn
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            status = int(lines[0].split(" ", 2)[1])
+        except (IndexError, ValueError):
+            raise httpx.RemoteProtocolError(f"not an HTTP response: {lines[0][:100]!r}") from None
+        headers = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers.append((name.strip().lower(), value.strip()))
+        fields = dict(headers)
+        keep = fields.get("connection", "").lower() != "close"
+        if "content-length" in fields:
+            body = await reader.readexactly(int(fields["content-length"]))
+        elif fields.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await reader.readline()).split(b";")[0], 16)
+                if size == 0:
+                    await reader.readuntil(b"\r\n")
+                    break
+                parts.append((await reader.readexactly(size + 2))[:-2])
+            body = b"".join(parts)
+        else:
+            body, keep = await reader.read(), False
+        return httpx.Response(status, headers=headers, content=body), keep
+
+    def close(self) -> None:
+        idle, self.idle = self.idle, []
+        for _, writer in idle:
+            writer.close()
 
 
 def _json(text: str) -> dict[str, Any]:
