@@ -192,6 +192,7 @@ _OPERATION_KIND = {
 # Content attributes move to the span's input/output columns instead of staying in attributes.
 _INPUT_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "input.value", "llmdeck.input")
 _OUTPUT_KEYS = ("gen_ai.output.messages", "gen_ai.completion", "output.value", "llmdeck.output")
+_CONTENT_KEYS = frozenset(_INPUT_KEYS + _OUTPUT_KEYS)
 _INDEXED_PREFIXES = (
     "gen_ai.prompt.",
     "gen_ai.completion.",
@@ -325,27 +326,30 @@ def to_record(raw: RawSpan, *, project_id: str, api_key_id: str | None) -> SpanR
     )
     provider = _first(attrs, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
     ev_prompt, ev_completion, ev_error = _event_content(raw.events) if raw.events else (None,) * 3
-    prompt = _first(attrs, *_INPUT_KEYS)
+    # One pass tells which keys are content; most spans have none of the flattened lists.
+    content = {k for k in attrs if k in _CONTENT_KEYS or k.startswith(_INDEXED_PREFIXES)}
+    indexed = bool(content.difference(_CONTENT_KEYS))
+    prompt = _first(attrs, *_INPUT_KEYS) if content else None
     prompt = _maybe_json(prompt) if prompt is not None else None
     if prompt is None:
         prompt = (
-            _indexed_messages(attrs, "gen_ai.prompt.")
-            or _indexed_messages(attrs, "llm.input_messages.")
-            or ev_prompt
-        )
-    completion = _first(attrs, *_OUTPUT_KEYS)
+            indexed
+            and (
+                _indexed_messages(attrs, "gen_ai.prompt.")
+                or _indexed_messages(attrs, "llm.input_messages.")
+            )
+        ) or ev_prompt
+    completion = _first(attrs, *_OUTPUT_KEYS) if content else None
     completion = _maybe_json(completion) if completion is not None else None
     if completion is None:
         completion = (
-            _indexed_messages(attrs, "gen_ai.completion.")
-            or _indexed_messages(attrs, "llm.output_messages.")
-            or ev_completion
-        )
-    kept = {
-        k: v
-        for k, v in attrs.items()
-        if k not in _INPUT_KEYS and k not in _OUTPUT_KEYS and not k.startswith(_INDEXED_PREFIXES)
-    }
+            indexed
+            and (
+                _indexed_messages(attrs, "gen_ai.completion.")
+                or _indexed_messages(attrs, "llm.output_messages.")
+            )
+        ) or ev_completion
+    kept = {k: v for k, v in attrs.items() if k not in content} if content else dict(attrs)
     kept["source"] = "otlp"
     service = raw.resource.get("service.name")
     if service:
