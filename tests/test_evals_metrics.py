@@ -108,3 +108,21 @@ def test_judge_parsing_pairwise_and_agreement_statistics() -> None:
     assert cohen_kappa([1, 0, 1, 0], [0, 1, 0, 1]) == -1.0
     assert spearman([0.1, 0.5, 0.9], [0.0, 0.4, 1.0]) == pytest.approx(1.0)
     assert spearman([0.1, 0.1, 0.1], [0.0, 0.4, 1.0]) is None
+
+
+def test_demo_seeds_a_prompt_and_a_dataset_once(db) -> None:
+    from llmdeck.evals import datasets
+    from llmdeck.evals import demo as evals_demo
+    from llmdeck.identity import service as identity
+    from llmdeck.prompts import service as prompts
+
+    with db.session() as session:
+        project = identity.ensure_project(session, name="demo")
+        evals_demo.seed(session, project)
+        evals_demo.seed(session, project)  # idempotent: starting twice adds nothing
+        prompt, version = prompts.resolve(
+            session, project_id=project.id, name=evals_demo.PROMPT, label="production"
+        )
+        assert version.version == 1 and version.variables == ["question"]
+        dataset = datasets.get_by_name(session, project_id=project.id, name=evals_demo.DATASET)
+        assert dataset.version == 1 and datasets.count(session, dataset=dataset) == 3

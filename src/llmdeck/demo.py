@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from llmdeck.core.settings import Settings
+from llmdeck.evals import demo as evals_demo
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ApiKeyCreate, UserCreate
 
@@ -54,4 +55,5 @@ def seed(session: Session, settings: Settings) -> DemoAccess:
     _, secret = identity.create_key(
         session, project=project, data=ApiKeyCreate(name=DEMO_KEY_NAME, role="admin")
     )
+    evals_demo.seed(session, project)
     return DemoAccess(project=DEMO_PROJECT, email=ADMIN_EMAIL, password=password, api_key=secret)
