@@ -227,3 +227,27 @@ def test_prompt_target_api_background_run_and_review_agreement(echo) -> None:
             assert len(exported.text.splitlines()) == 4
 
     asyncio.run(scenario())
+
+
+def test_pairwise_swaps_positions_so_a_position_biased_judge_ties(echo) -> None:
+    async def scenario():
+        async with running() as gw:
+            c = gw.client
+            await add_model(c, "echo", echo.url)
+            await c.post("/api/datasets", json={"name": "resume", "items": ITEMS[:3]})
+            principal = _principal(gw.runtime.db)
+            ids = [await _experiment(gw, echo.url, n) for n in ("a", "b")]
+            for experiment_id in ids:
+                await run_experiment(gw.runtime, principal, experiment_id)
+            # The echo model, as judge, repeats the prompt: it always names "Answer 1",
+            # whichever answer is shown first. Asked in both orders, that bias cancels out.
+            r = await c.post(
+                "/api/experiments/pairwise",
+                json={"a": ids[0], "b": ids[1], "judge": "echo", "max_tokens": 4},
+            )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["items"] == 3 and body["ties"] == 3 and body["a_win_rate"] == 0.5
+            assert "orders disagree" in body["verdicts"][0]["explanation"]
+
+    asyncio.run(scenario())

@@ -175,6 +175,41 @@ def eval_compare(
         emit(item_rows, ["item", *names.values()], as_json=False, title="per item")
 
 
+@evals.command("pairwise")
+def eval_pairwise(
+    a: str = typer.Argument(..., help="Experiment A."),
+    b: str = typer.Argument(..., help="Experiment B."),
+    judge: str = typer.Option("smollm2-135m", help="Judge model alias."),
+    limit: int | None = typer.Option(None, help="Judge only the first N items."),
+    project: str = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """A/B two experiments with an LLM judge, each pair asked in both orders."""
+    from llmdeck.evals.judges import pairwise_experiments
+
+    async def go():
+        runtime = Runtime.start(get_settings())
+        try:
+            with runtime.db.session() as session:
+                p = identity.get_project_by_name_or_raise(session, name=project)
+            principal = Principal(project_id=p.id, project_name=p.name, role="admin")
+            return await pairwise_experiments(runtime, principal, a, b, model=judge, limit=limit)
+        finally:
+            await runtime.stop()
+
+    with fail_cleanly():
+        result = asyncio.run(go())
+    if as_json:
+        emit([result], [], as_json=True)
+        return
+    emit(result["verdicts"], ["item_id", "winner", "explanation"], as_json=False)
+    console.print(
+        f"A wins {result['a_wins']}, B wins {result['b_wins']}, ties {result['ties']} · "
+        f"A win rate {result['a_win_rate']:.2f} (judge {judge})",
+        highlight=False,
+    )
+
+
 @datasets.command("list")
 def datasets_list(project: str = PROJECT, as_json: bool = JSON) -> None:
     """Datasets with their current version and size."""

@@ -120,3 +120,55 @@ async def pairwise(
 def pairwise_score(verdict: PairwiseVerdict) -> Score:
     value = {"A": 1.0, "B": 0.0, "tie": 0.5}[verdict.winner]
     return Score(value, verdict.explanation)
+
+
+async def pairwise_experiments(
+    runtime,
+    principal,
+    experiment_a: str,
+    experiment_b: str,
+    *,
+    model: str = DEFAULT_JUDGE,
+    limit: int | None = None,
+    max_tokens: int = 24,
+) -> dict:
+    """Judge two experiments' answers item by item (each pair asked in both orders)."""
+    from llmdeck.evals import service
+
+    with runtime.db.session() as session:
+        a = service.get_or_raise(
+            session, project_id=principal.project_id, experiment_id=experiment_a
+        )
+        b = service.get_or_raise(
+            session, project_id=principal.project_id, experiment_id=experiment_b
+        )
+        outputs_b = {r.item_id: r.output for r in service.results(session, experiment=b)}
+        pairs = [
+            (r.item_id, r.output, outputs_b[r.item_id])
+            for r in service.results(session, experiment=a)
+            if r.output is not None and outputs_b.get(r.item_id) is not None
+        ][:limit]
+        items = service.items_by_id(session, {p[0] for p in pairs})
+    verdicts = []
+    for item_id, out_a, out_b in pairs:
+        item = items.get(item_id)
+        sample = Sample(
+            input=item.input if item else {}, output="", runtime=runtime, principal=principal
+        )
+        verdict = await pairwise(sample, out_a, out_b, model=model, max_tokens=max_tokens)
+        verdicts.append(
+            {"item_id": item_id, "winner": verdict.winner, "explanation": verdict.explanation}
+        )
+    n = len(verdicts) or 1
+    counts = {w: sum(v["winner"] == w for v in verdicts) for w in ("A", "B", "tie")}
+    return {
+        "a": experiment_a,
+        "b": experiment_b,
+        "judge": model,
+        "items": len(verdicts),
+        "a_wins": counts["A"],
+        "b_wins": counts["B"],
+        "ties": counts["tie"],
+        "a_win_rate": (counts["A"] + 0.5 * counts["tie"]) / n,
+        "verdicts": verdicts,
+    }

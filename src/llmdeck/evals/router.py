@@ -6,6 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from llmdeck.evals import datasets, review, service
@@ -236,6 +237,34 @@ def compare_experiments(
     """Experiments side by side: per metric and per item."""
     return service.compare(
         session, project_id=principal.project_id, experiment_ids=[i for i in ids.split(",") if i]
+    )
+
+
+class PairwiseRequest(BaseModel):
+    a: str
+    b: str
+    judge: str = "smollm2-135m"
+    limit: int | None = Field(default=None, ge=1)
+    max_tokens: int = Field(default=24, ge=1, le=512)
+
+
+@router.post("/api/experiments/pairwise", operation_id="pairwise_experiments", response_model=dict)
+async def pairwise_experiments(
+    body: PairwiseRequest,
+    principal: Principal = Depends(builder),
+    runtime: Runtime = Depends(get_runtime),
+):
+    """A/B two experiments with an LLM judge, each pair asked in both orders (ties on bias)."""
+    from llmdeck.evals.judges import pairwise_experiments as run
+
+    return await run(
+        runtime,
+        principal,
+        body.a,
+        body.b,
+        model=body.judge,
+        limit=body.limit,
+        max_tokens=body.max_tokens,
     )
 
 
