@@ -104,7 +104,8 @@ def chat_model(cache_dir: Path, threads: int = 0):
 
             transformers_logging.disable_progress_bar()
             tokenizer = AutoTokenizer.from_pretrained(target)
-            model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
+            model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
+            model.eval()  # safe: torch inference mode, not Python eval
             _chat = (model, tokenizer)
         return _chat
 
