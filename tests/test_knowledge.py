@@ -297,3 +297,47 @@ def test_ask_answers_with_citations_and_a_trace(api) -> None:
     assert chunks[0]["document"] == "faq.txt" and "score" in chunks[0]
     assert spans["embedding"].parent_span_id == retrieval.span_id
     assert "espresso" in str(llm.input).lower()
+
+
+def test_demo_project_gets_a_small_knowledge_base(api) -> None:
+    from llmdeck import demo
+    from llmdeck.core.jobs import Job
+
+    http, db = api
+    with db.session() as session:
+        access = demo.seed(session, db.settings)
+    headers = {"Authorization": f"Bearer {access.api_key}"}
+    with db.session() as session:
+        job_id = session.scalar(select(Job.id).where(Job.kind == "knowledge.ingest"))
+    http.app.state.runtime.jobs.wake()
+    wait(http, job_id, headers=headers)
+    hits = search(http, "handbook", "what are the support hours", headers=headers, top_k=1)
+    assert hits[0]["document_name"] == "support.txt"
+    with db.session() as session:  # seeding again adds nothing
+        demo.seed(session, db.settings)
+        assert session.scalar(select(func.count(Job.id))) == 1
+
+
+def test_cli_adds_a_folder_with_progress_and_searches_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from llmdeck.cli.main import app
+
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "faq.txt").write_bytes(FAQ)
+    (docs / "sub" / "guide.md").write_bytes(GUIDE)
+    (docs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")  # not a supported type
+    (docs / "fake.pdf").write_bytes(b"not a pdf")  # refused, the rest goes on
+    runner = CliRunner()
+    result = runner.invoke(app, ["kb", "add", "notes", str(docs)])
+    assert result.exit_code == 0, result.output
+    assert "2 new or changed, 0 unchanged, 1 refused" in result.output
+    assert "ingesting" in result.output and "Ingested 2 documents" in result.output
+    again = runner.invoke(app, ["kb", "add", "notes", str(docs)])
+    assert "0 new or changed, 2 unchanged" in again.output
+    found = runner.invoke(app, ["kb", "search", "notes", "espresso", "--json", "--mode", "keyword"])
+    assert found.exit_code == 0, found.output
+    assert '"document_name": "faq.txt"' in found.output
+    listed = runner.invoke(app, ["kb", "list", "--json"])
+    assert '"name": "notes"' in listed.output and '"document_count": 2' in listed.output

@@ -13,6 +13,7 @@ from llmdeck.core.settings import Settings
 from llmdeck.evals import demo as evals_demo
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ApiKeyCreate, UserCreate
+from llmdeck.knowledge import demo as knowledge_demo
 
 DEMO_PROJECT = "demo"
 ADMIN_EMAIL = "admin@llmdeck.local"
@@ -56,4 +57,5 @@ def seed(session: Session, settings: Settings) -> DemoAccess:
         session, project=project, data=ApiKeyCreate(name=DEMO_KEY_NAME, role="admin")
     )
     evals_demo.seed(session, project)
+    knowledge_demo.seed(session, settings, project)
     return DemoAccess(project=DEMO_PROJECT, email=ADMIN_EMAIL, password=password, api_key=secret)

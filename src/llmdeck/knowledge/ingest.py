@@ -9,14 +9,15 @@ import numpy as np
 from sqlalchemy import insert, select
 
 from llmdeck.core import jobs
-from llmdeck.core.errors import LLMDeckError
+from llmdeck.core.errors import LLMDeckError, UpstreamError
 from llmdeck.gateway.service import embedding_call
 from llmdeck.identity.schemas import Principal
 from llmdeck.knowledge import chunking, parsing, service
 from llmdeck.knowledge.indexes import index_for
 from llmdeck.knowledge.models import Chunk, Document, IndexVersion, KnowledgeBase
 
-EMBED_BATCH = 64
+EMBED_BATCH = 16
+EMBED_ATTEMPTS = 6
 # How long a replaced version's chunks outlive the switch: queries that resolved the old
 # version just before it must still find its chunks.
 RETIRE_GRACE_S = 2.0
@@ -151,6 +152,21 @@ def _finish_builds(db, kb_id: str) -> bool:
         return True
 
 
+async def _embed(runtime, principal, model: str, texts: list[str], kb_id: str, document_id: str):
+    """One batch through the gateway; a timeout or an open circuit (a cold model, a busy
+    machine) is retried with backoff: a long ingestion should not fail on a slow minute."""
+    for attempt in range(EMBED_ATTEMPTS):
+        call = embedding_call(principal, model, texts, source="knowledge")
+        call.attributes["knowledge.kb_id"] = kb_id
+        call.attributes["knowledge.document_id"] = document_id
+        try:
+            return await runtime.gateway.embed(call)
+        except UpstreamError:
+            if attempt == EMBED_ATTEMPTS - 1:
+                raise
+            await anyio.sleep(min(30, 2 ** (attempt + 1)))
+
+
 def _purge(db, kb_id: str) -> None:
     with db.session() as session:
         service.purge_retired(session, kb_id=kb_id)
@@ -175,15 +191,10 @@ async def ingest(ctx: jobs.JobContext) -> dict[str, Any]:
             texts = [p.text for p in prepared["pieces"]]
             vectors: list[list[float]] = []
             for start in range(0, len(texts), EMBED_BATCH):
-                call = embedding_call(
-                    principal,
-                    prepared["model"],
-                    texts[start : start + EMBED_BATCH],
-                    source="knowledge",
+                batch = texts[start : start + EMBED_BATCH]
+                result = await _embed(
+                    runtime, principal, prepared["model"], batch, kb_id, document_id
                 )
-                call.attributes["knowledge.kb_id"] = kb_id
-                call.attributes["knowledge.document_id"] = document_id
-                result = await runtime.gateway.embed(call)
                 vectors.extend(result.vectors)
             chunks_total += await anyio.to_thread.run_sync(
                 _store, db, version_id, document_id, prepared, vectors

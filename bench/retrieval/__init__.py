@@ -1,0 +1,1 @@
+"""Retrieval benchmarks: quality on Cranfield, speed against exact search and Chroma."""
