@@ -114,6 +114,11 @@ def test_gateway_serves_prompt_by_label_and_records_the_version(echo) -> None:
             span = await gw.span(response)
             assert span.attributes["prompt"] == {"name": "say", "version": 1, "label": "production"}
             assert span.model == "echo"
+            # Moving the label (or rolling it back) shows on the very next call.
+            moved = await gw.client.put("/api/prompts/say/labels/production", json={"version": 2})
+            assert moved.status_code == 200
+            response = await gw.client.post("/v1/chat/completions", json=body)
+            assert response.json()["choices"][0]["message"]["content"] == "Shout cheese"
             # An explicit version, and a missing variable as a clear 400.
             body["model"] = "prompt:say@2"
             response = await gw.client.post("/v1/chat/completions", json=body)

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from llmdeck.core.errors import Conflict
 from llmdeck.evals import datasets, review, service
 from llmdeck.evals.runner import run_experiment
 from llmdeck.evals.schemas import (
@@ -33,7 +34,7 @@ from llmdeck.runtime import Runtime
 router = APIRouter(tags=["evals"])
 builder = requires("builder", "change datasets and run experiments")
 reviewer = requires("reviewer", "review")
-_running: set[asyncio.Task] = set()
+_running: dict[str, asyncio.Task] = {}  # experiment id -> its run in this process
 
 
 @router.get("/api/datasets", operation_id="list_datasets", response_model=DatasetPage)
@@ -179,9 +180,11 @@ def list_experiments(
 
 
 def start_in_background(runtime: Runtime, principal: Principal, experiment_id: str) -> None:
+    if experiment_id in _running:
+        raise Conflict("This experiment is already running; watch its progress instead.")
     task = asyncio.get_running_loop().create_task(run_experiment(runtime, principal, experiment_id))
-    _running.add(task)
-    task.add_done_callback(_running.discard)
+    _running[experiment_id] = task
+    task.add_done_callback(lambda _: _running.pop(experiment_id, None))
 
 
 @router.post(

@@ -52,7 +52,12 @@ def fetch(
     return public
 
 
+generation = 0  # bumped on every change, so other caches (the gateway stage) can tell
+
+
 def _changed() -> None:
+    global generation
+    generation += 1
     _fetched.clear()
 
 

@@ -28,12 +28,19 @@ class RenderPrompt:
     def __init__(self, db: Database, ttl: float = 1.0):
         self.db = db
         self.ttl = ttl  # labels move rarely; a second of staleness saves a query per call
-        self._cache: dict[tuple[str, str], tuple[float, Prompt, PromptVersion, str | None]] = {}
+        self._cache: dict[
+            tuple[str, str], tuple[float, int, Prompt, PromptVersion, str | None]
+        ] = {}
 
     def _lookup(self, project_id: str, ref: str) -> tuple[Prompt, PromptVersion, str | None]:
         hit = self._cache.get((project_id, ref))
-        if hit is not None and time.monotonic() - hit[0] < self.ttl:
-            return hit[1], hit[2], hit[3]
+        # Changes made in this process show at once; other processes' within `ttl`.
+        if (
+            hit is not None
+            and hit[1] == service.generation
+            and time.monotonic() - hit[0] < self.ttl
+        ):
+            return hit[2], hit[3], hit[4]
         name, label, version = service.parse_ref(ref)
         with self.db.session() as session:
             if label is None and version is None:
@@ -50,7 +57,7 @@ class RenderPrompt:
                 )
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[(project_id, ref)] = (time.monotonic(), prompt, row, label)
+        self._cache[(project_id, ref)] = (time.monotonic(), service.generation, prompt, row, label)
         return prompt, row, label
 
     async def __call__(self, call: Call, next: Next) -> Outcome:
