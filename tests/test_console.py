@@ -139,7 +139,8 @@ def test_state_changing_forms_need_the_csrf_token(app, client) -> None:
 def test_what_a_user_sees_and_does_follows_their_role(app, client) -> None:
     add_user(app, "vic@example.com", "viewer")
     sign_in(client, "vic@example.com")
-    assert client.get("/").headers["location"] == "/models"
+    home = client.get("/").headers["location"]
+    assert home not in ("/playground", "/keys") and client.get(home).status_code == 200
     page = client.get("/requests")
     assert page.status_code == 200
     assert 'href="/playground"' not in page.text and 'href="/keys"' not in page.text
@@ -314,13 +315,19 @@ def test_requests_explorer_filters_and_escapes(app, client) -> None:
 
 
 def test_domains_extend_the_navigation_by_role_and_section(app) -> None:
+    from llmdeck.catalog.pages import pages as catalog_pages
+    from llmdeck.console.router import pages as shell_pages
     from llmdeck.console.shell import Console, PageSet
+    from llmdeck.gateway.pages import pages as gateway_pages
+    from llmdeck.identity.pages import pages as identity_pages
+    from llmdeck.tracing.pages import pages as tracing_pages
 
-    evals = PageSet("evals", __file__)
-    evals.nav("Experiments", "/experiments", section="Evaluate", min_role="reviewer", order=50)
+    scoring = PageSet("scoring", __file__)
+    scoring.nav("Scorecards", "/scorecards", section="Evaluate", min_role="reviewer", order=50)
     extra = PageSet("extra", __file__)
     extra.nav("Reports", "/reports", section="Insights", order=5)
-    console = Console(app, [*app.state.console_page_sets, evals, extra])
+    page_sets = [shell_pages, gateway_pages, catalog_pages, tracing_pages, identity_pages]
+    console = Console(app, [*page_sets, scoring, extra])
 
     def sections(role: str) -> list[tuple[str, list[str]]]:
         return [(s, [i.label for i in items]) for s, items in console.nav_for(role)]
@@ -332,11 +339,14 @@ def test_domains_extend_the_navigation_by_role_and_section(app) -> None:
     ]
     assert sections("admin") == [
         ("Build", ["Playground", "Models"]),
-        ("Evaluate", ["Experiments"]),
+        ("Evaluate", ["Scorecards"]),
         ("Observe", ["Requests"]),
         ("Settings", ["API keys"]),
         ("Insights", ["Reports"]),
     ]
+    # The app mounts every domain's pages through the same registry.
+    labels = {i.label for _, items in app.state.console.nav_for("admin") for i in items}
+    assert {"Playground", "Models", "Requests", "API keys"} <= labels
 
 
 def test_a_request_not_recorded_yet_is_looked_up_again(app, client) -> None:

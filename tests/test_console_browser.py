@@ -251,6 +251,27 @@ def test_models_page_adds_an_openai_compatible_model(page) -> None:
     shot(page, "models")
 
 
+def test_stop_cancels_a_running_answer(page, server, upstream) -> None:
+    upstream.default = {"kind": "delay", "seconds": 4, "text": "Too late."}
+    with server.client() as api:
+        model = {"alias": "slow", "upstream_name": "slow", "base_url": upstream.url}
+        api.post("/api/models", json=model).raise_for_status()
+    sign_in(page)
+    page.wait_for_url("**/playground")
+    page.get_by_label("smollm2-135m").uncheck()
+    page.get_by_label("slow").check()
+    page.get_by_label("Message 1", exact=True).fill("Hello?")
+    page.get_by_role("button", name="Send").click()
+    sync_api.expect(page.locator("[data-field=status]")).to_have_text(
+        "Waiting for the first token…"
+    )
+    page.get_by_role("button", name="Stop").click()
+    card = page.locator("article.answer")
+    sync_api.expect(card).to_have_attribute("data-state", "error")
+    sync_api.expect(card.get_by_role("alert")).to_have_text("Stopped.")
+    sync_api.expect(page.get_by_role("button", name="Send")).to_be_visible()
+
+
 def test_sign_out_ends_the_session(page) -> None:
     sign_in(page)
     page.wait_for_url("**/playground")
@@ -267,9 +288,11 @@ def test_the_console_is_keyboard_usable(page) -> None:
     sync_api.expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Enter")
     page.keyboard.press("Tab")
-    sync_api.expect(page.get_by_label("smollm2-135m")).to_be_focused()
+    first_model = page.locator("input[name=model]").first
+    sync_api.expect(first_model).to_be_focused()
+    sync_api.expect(first_model).to_be_checked()
     page.keyboard.press("Space")  # unchecking with the keyboard works like a click
-    sync_api.expect(page.get_by_label("smollm2-135m")).not_to_be_checked()
+    sync_api.expect(first_model).not_to_be_checked()
     # Every form control of the playground has an accessible name.
     unnamed = page.evaluate(
         """() => [...document.querySelectorAll(
@@ -289,5 +312,11 @@ def test_pages_fit_a_small_laptop_screen(page, width: int) -> None:
     for path in ("/playground", "/requests", "/models", "/keys"):
         page.goto(path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0, f"{path} scrolls sideways at {width}px"
+        wide = page.evaluate(
+            """() => [...document.querySelectorAll('body *')]
+                .filter(el => el.getBoundingClientRect().right > innerWidth + 1)
+                .filter(el => el.parentElement.getBoundingClientRect().right <= innerWidth + 1)
+                .map(el => el.tagName + '.' + el.className)"""
+        )
+        assert overflow <= 0, f"{path} scrolls sideways at {width}px: {wide}"
         shot(page, f"small-{width}{path.replace('/', '-')}")

@@ -50,6 +50,11 @@
     });
   });
 
+  // Secrets shown once are selected whole on focus, ready to copy.
+  document.addEventListener("focusin", (event) => {
+    if (event.target.matches("[data-select-on-focus]")) event.target.select();
+  });
+
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape") {
       document.querySelectorAll("details.switcher[open]").forEach((d) => {
@@ -179,7 +184,7 @@
       const set = (name, value) => { card.querySelector(`[data-field=${name}]`).textContent = value; };
 
       async function run() {
-        status.textContent = "Waiting for the model…";
+        status.textContent = "Sending…";
         let response;
         try {
           response = await fetch("/playground/stream", {
@@ -227,8 +232,9 @@
         const payload = data ? JSON.parse(data) : {};
         if (event === "start") {
           card.querySelector(".trace-link").href = `/requests/${payload.trace_id}`;
-          status.textContent = "Generating…";
+          status.textContent = "Waiting for the first token…";
         } else if (event === "delta") {
+          status.textContent = "Generating…";
           text.appendData(payload.text);
           card.dataset.chunks = String(Number(card.dataset.chunks || 0) + 1);
         } else if (event === "done") {
