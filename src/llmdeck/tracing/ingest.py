@@ -10,6 +10,7 @@ than the database keeps up with, the gate refuses new ones with 503 and `Retry-A
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine
@@ -73,16 +74,17 @@ class _Insert:
         return out
 
 
-_inserts: dict[int, _Insert] = {}
+# Keyed by the engine itself (weakly): an id() could be reused by a later engine of another dialect.
+_inserts: weakref.WeakKeyDictionary[Engine, _Insert] = weakref.WeakKeyDictionary()
 
 
 def write_spans(db: Database, records: list[SpanRecord]) -> int:
     """Store spans in one transaction, skipping any already stored; the number received."""
     if not records:
         return 0
-    insert = _inserts.get(id(db.engine))
+    insert = _inserts.get(db.engine)
     if insert is None:
-        insert = _inserts[id(db.engine)] = _Insert(db.engine)
+        insert = _inserts[db.engine] = _Insert(db.engine)
     rows = insert.rows(records)
     with db.engine.begin() as connection:
         connection.exec_driver_sql(insert.sql, rows)
