@@ -210,8 +210,13 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
         runner = asyncio.run
 
     results: dict[str, dict[int, load.Result]] = {}
+    load_before = os.getloadavg()
     for name, peer_port, key in peers:
         results[name] = {}
+        # Untimed warm-up: first calls pay for imports, connection set-up and caches.
+        runner(
+            load.run(peer_port, "/v1/chat/completions", BODY, concurrency=4, duration=2, key=key)
+        )
         for concurrency in CONCURRENCY:
             results[name][concurrency] = runner(
                 load.run(
@@ -239,14 +244,15 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
         for name, peer_port, key in peers
     }
     memory = {name: _rss_mib(process) for name, process in servers.items()}
-    return _report(results, streams, memory, litellm_version, litellm_note, up_url)
+    busy = (load_before[0], os.getloadavg()[0])
+    return _report(results, streams, memory, litellm_version, litellm_note, busy)
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-def _report(results, streams, memory, litellm_version, litellm_note, up_url) -> str:
+def _report(results, streams, memory, litellm_version, litellm_note, busy) -> str:
     names = list(results)
     direct = results["direct"]
     lines = [
@@ -265,6 +271,11 @@ def _report(results, streams, memory, litellm_version, litellm_note, up_url) -> 
         "asyncio keep-alive load generator; every process shares the same cores. "
         f"Each cell: {SECONDS:g} s after a 0.5 s warm-up. Added latency = gateway minus "
         "direct at the same concurrency.",
+        "",
+        f"Machine load (1-minute load average) at the start and end of the measurements: "
+        f"{busy[0]:.1f} and {busy[1]:.1f} on {os.cpu_count()} cores. Other work shared the "
+        "machine, so absolute figures are noisy; the three peers were measured in the same "
+        "run, one after another.",
         "",
     ]
     if litellm_note:
