@@ -341,3 +341,28 @@ def test_cli_adds_a_folder_with_progress_and_searches_it(tmp_path: Path) -> None
     assert '"document_name": "faq.txt"' in found.output
     listed = runner.invoke(app, ["kb", "list", "--json"])
     assert '"name": "notes"' in listed.output and '"document_count": 2' in listed.output
+
+
+def test_console_pages_upload_show_status_and_ask(db: Database, settings: Settings) -> None:
+    from tests.test_console import add_user, page_csrf, sign_in
+
+    with TestClient(create_app(settings), follow_redirects=False) as http:
+        add_user(http.app, "kb@x.io", "builder")
+        sign_in(http, "kb@x.io")
+        token = page_csrf(http, "/knowledge")
+        created = http.post("/knowledge", data={"name": "notes", "csrf_token": token})
+        assert created.status_code == 303 and created.headers["location"] == "/knowledge/notes"
+        uploaded = http.post(
+            "/knowledge/notes/documents",
+            data={"csrf_token": token},
+            files=[("files", ("faq.txt", FAQ)), ("files", ("x.pdf", b"not a pdf"))],
+        )
+        assert uploaded.status_code == 200 and "content is not a pdf" in uploaded.text
+        assert "faq.txt" in uploaded.text and "hx-trigger" in uploaded.text  # live status
+        deadline = time.monotonic() + 120
+        page = http.get("/knowledge/notes").text
+        while "ingesting" in page and time.monotonic() < deadline:
+            time.sleep(0.2)
+            page = http.get("/knowledge/notes").text
+        assert "ready" in page and "ingesting" not in page
+        assert "notes" in http.get("/knowledge").text

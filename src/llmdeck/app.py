@@ -21,6 +21,7 @@ from llmdeck.gateway.pages import pages as gateway_pages
 from llmdeck.gateway.router import router as gateway_router
 from llmdeck.identity.pages import pages as identity_pages
 from llmdeck.identity.router import router as identity_router
+from llmdeck.knowledge.pages import pages as knowledge_pages
 from llmdeck.knowledge.router import job_runner
 from llmdeck.knowledge.router import router as knowledge_router
 from llmdeck.monitoring.pages import pages as monitoring_pages
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gateway_pages,
             prompts_pages,
             evals_pages,
+            knowledge_pages,
             catalog_pages,
             tracing_pages,
             monitoring_pages,
