@@ -243,6 +243,8 @@ async def _faithfulness(runtime, principal) -> str:
         ("embedding", "minilm-l6", HALU_EMBED),
         ("judge (yes/no per sentence)", "smollm2-135m", HALU_JUDGE),
     ):
+        if n == 0:
+            continue
         metric = Faithfulness(method=method.split()[0], model=model, max_sentences=2)
         rows = _halueval(n, seed=7)
         scores, labels = [], []

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+from sqlalchemy import insert
 
 from llmdeck.core.db import utcnow
+from llmdeck.core.ids import new_id
 from llmdeck.evals import datasets, service
 from llmdeck.evals.metrics import Sample, build_all
 from llmdeck.evals.models import DatasetItem, Experiment, ExperimentResult
@@ -56,7 +58,7 @@ async def run_experiment(
     completed = len(done)
     if progress:
         progress(completed, len(items))
-    queue: asyncio.Queue[ExperimentResult | None] = asyncio.Queue()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     writer = asyncio.create_task(_write(runtime, queue))
     gate = asyncio.Semaphore(concurrency)
 
@@ -64,7 +66,7 @@ async def run_experiment(
         nonlocal completed
         async with gate:
             result = await _evaluate(runtime, principal, target, metrics, item)
-        result.experiment_id = experiment_id
+        result["experiment_id"] = experiment_id
         queue.put_nowait(result)
         completed += 1
         if progress:
@@ -90,17 +92,15 @@ async def run_experiment(
     return experiment
 
 
-async def _evaluate(runtime, principal, target, metrics, item: DatasetItem) -> ExperimentResult:
+async def _evaluate(runtime, principal, target, metrics, item: DatasetItem) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         outcome = await run_target(runtime, principal, target, item.input)
     except Exception as exc:  # one failing item must not stop the run
-        return ExperimentResult(
+        return _row(
             item_id=item.id,
-            output=None,
             latency_ms=(time.perf_counter() - started) * 1000,
             error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}",
-            scores={},
         )
     sample = Sample(
         input=item.input,
@@ -118,7 +118,7 @@ async def _evaluate(runtime, principal, target, metrics, item: DatasetItem) -> E
             scores[name] = (await metric.score(sample)).to_dict()
         except Exception as exc:
             scores[name] = {"score": None, "explanation": f"The metric failed: {exc}"}
-    return ExperimentResult(
+    return _row(
         item_id=item.id,
         output=outcome.output,
         contexts=outcome.contexts or None,
@@ -128,8 +128,17 @@ async def _evaluate(runtime, principal, target, metrics, item: DatasetItem) -> E
         output_tokens=outcome.output_tokens,
         scores=scores,
         trace_id=outcome.trace_id,
-        created_at=utcnow(),
     )
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    """A result row for a bulk insert (every column present, as executemany wants)."""
+    row = dict.fromkeys(
+        ("output", "contexts", "latency_ms", "cost", "input_tokens", "output_tokens", "error"),
+    )
+    row.update(id=new_id(), scores={}, trace_id=None, created_at=utcnow())
+    row.update(values)
+    return row
 
 
 async def _write(runtime, queue: asyncio.Queue) -> None:
@@ -146,8 +155,9 @@ async def _write(runtime, queue: asyncio.Queue) -> None:
             await anyio.to_thread.run_sync(_store, runtime.db, rows)
 
 
-def _store(db, rows: list[ExperimentResult]) -> None:
+def _store(db, rows: list[dict[str, Any]]) -> None:
+    # A Core executemany: several times cheaper per row than ORM objects at 200+ items/s.
     with db.session() as session:
-        session.add_all(rows)
-        experiment = session.get(Experiment, rows[0].experiment_id)
+        session.execute(insert(ExperimentResult), rows)
+        experiment = session.get(Experiment, rows[0]["experiment_id"])
         experiment.completed = (experiment.completed or 0) + len(rows)
