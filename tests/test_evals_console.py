@@ -106,7 +106,18 @@ def test_prompt_editor_experiments_and_review_pages(echo) -> None:
         assert "Hello Ada!" in detail and "exact_match 1.00" in detail
         compare = c.get(f"/experiments/compare?ids={exp_id}").text
         assert 'id="per-metric"' in compare and "exact_match" in compare
-        assert "names" in c.get("/datasets").text and "Hello Bo!" in c.get("/datasets/names").text
+        assert "names" in c.get("/datasets").text
+        page = c.get("/datasets/names").text
+        assert "Hello Bo!" in page
+        # Requests picked in the explorer become items of a new version.
+        app.state.runtime.writer.flush()
+        trace_id = re.search(r'href="/requests/([0-9a-f]{32})"', detail).group(1)
+        r = c.post(
+            "/datasets/names/traces", data={"csrf_token": csrf_of(page), "trace_ids": trace_id}
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/datasets/names"
+        page = c.get("/datasets/names").text
+        assert "v2" in page and f'href="/requests/{trace_id}"' in page
         # Review: queue the results, score one with the form the shortcuts submit.
         with app.state.runtime.db.session() as session:
             from llmdeck.evals import review

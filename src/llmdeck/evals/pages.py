@@ -134,7 +134,11 @@ def datasets_page(request: Request, viewer: Viewer = Depends(signed_in)):
 
 @pages.router.get("/datasets/{name}")
 def dataset_page(
-    request: Request, name: str, version: int | None = None, viewer: Viewer = Depends(signed_in)
+    request: Request,
+    name: str,
+    version: int | None = None,
+    error: str = "",
+    viewer: Viewer = Depends(signed_in),
 ):
     with _db(request).session() as session:
         dataset = datasets.get_by_name_or_raise(session, project_id=viewer.project.id, name=name)
@@ -143,8 +147,38 @@ def dataset_page(
             datasets.item_public(i)
             for i in datasets.items(session, dataset=dataset, version=version)
         ]
-    context = {"d": public, "items": items, "version": version or public.version}
+    context = {
+        "d": public,
+        "items": items,
+        "version": version or public.version,
+        "error": error,
+        "can_edit": viewer.can("builder"),
+    }
     return console_of(request).render(request, "evals/dataset.html", context)
+
+
+@pages.router.post("/datasets/{name}/traces", dependencies=[Depends(csrf_protected)])
+def add_traces(
+    request: Request,
+    name: str,
+    trace_ids: str = Form(""),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Add requests picked in the explorer (their trace ids) as a new dataset version."""
+    viewer.require("builder", "change datasets")
+    ids = [t for t in trace_ids.replace(",", " ").split() if t]
+    try:
+        with _db(request).session() as session:
+            dataset = datasets.get_by_name_or_raise(
+                session, project_id=viewer.project.id, name=name
+            )
+            items = datasets.from_traces(
+                session, project_id=viewer.project.id, trace_ids=ids, use_output_as_expected=True
+            )
+            datasets.change(session, dataset=dataset, add=items)
+    except LLMDeckError as exc:
+        return RedirectResponse(f"/datasets/{name}?error={exc.message}", status_code=303)
+    return RedirectResponse(f"/datasets/{name}", status_code=303)
 
 
 @pages.router.get("/review")
