@@ -36,6 +36,7 @@ router = APIRouter(prefix="/api", tags=["knowledge"])
 reader = requires("viewer", "read knowledge bases")
 builder = requires("builder", "change knowledge bases or ask them")
 MAX_FILES_PER_UPLOAD = 100
+MAX_UPLOAD_BYTES = 100 * 2**20  # per request, all files together
 
 
 def job_runner(runtime: Runtime) -> jobs.JobRunner:
@@ -149,11 +150,19 @@ async def upload_documents(
         raise InvalidRequest("metadata must be a JSON object.", param="metadata") from None
     if not isinstance(meta, dict):
         raise InvalidRequest("metadata must be a JSON object.", param="metadata")
-    uploads = []
+    uploads, total = [], 0
     for upload in files:
         # Read one byte past the limit: enough to refuse a huge file without holding it.
         data = await upload.read(parsing.MAX_FILE_BYTES + 1)
         parsing.sniff(upload.filename or "upload", data)
+        total += len(data)
+        if total > MAX_UPLOAD_BYTES:
+            raise InvalidRequest(
+                f"One upload takes at most {MAX_UPLOAD_BYTES // 2**20} MiB in all; "
+                "send the files in several uploads.",
+                param="files",
+                code="upload_too_large",
+            )
         uploads.append((upload.filename or "upload", data))
 
     def store() -> UploadResult:
