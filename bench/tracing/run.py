@@ -348,7 +348,7 @@ def _mlflow(bodies: list[bytes], root: Path) -> tuple[str, float | None, str]:
             {"x-mlflow-experiment-id": experiment},
             120,
         )
-        note = f"acknowledged (stored synchronously); {refused} refusals"
+        note = f"acknowledged (HTTP 200); {refused} refusals"
         return f"mlflow {version}", acked / seconds, note
     finally:
         _stop(process)
@@ -428,6 +428,7 @@ def _list_latency(spans: int, root: Path) -> list[tuple[str, float, float]]:
 
 def main() -> str:
     total = int(os.environ.get("LLMDECK_BENCH_SPANS", "100000"))
+    load = os.getloadavg()[1]  # other work on the machine shares the same 2 cores
     list_spans = int(os.environ.get("LLMDECK_BENCH_LIST_SPANS", "1000000"))
     root = Path(tempfile.mkdtemp(prefix="llmdeck-bench-tracing-"))
     try:
@@ -461,7 +462,8 @@ def main() -> str:
         "## Tracing: OTLP ingestion and trace-list queries (bench/tracing)",
         "",
         f"Command: `make bench` (or `python -m bench tracing`); run {when} on {platform.node()}: "
-        f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}.",
+        f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}; "
+        f"5-minute load average at the start: {load:.1f}.",
         "",
         f"Load: OTLP/HTTP protobuf, batches of {BATCH} GenAI/OpenInference spans (trees of 4), "
         f"{THREADS} keep-alive sender threads on the same cores as the receiver; {total:,} spans "
