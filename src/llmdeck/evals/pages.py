@@ -4,6 +4,7 @@ datasets, and review queues where experts score with the keyboard."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -88,7 +89,7 @@ async def start_experiment(
             experiment = service.create(session, project_id=viewer.project.id, data=data)
     except (LLMDeckError, ValueError) as exc:
         message = getattr(exc, "message", None) or str(exc).splitlines()[0]
-        return RedirectResponse(f"/experiments?error={message}", status_code=303)
+        return RedirectResponse(f"/experiments?error={quote(message)}", status_code=303)
     start_in_background(request.app.state.runtime, viewer.principal, experiment.id)
     return RedirectResponse(f"/experiments/{experiment.id}", status_code=303)
 
@@ -177,7 +178,7 @@ def add_traces(
             )
             datasets.change(session, dataset=dataset, add=items)
     except LLMDeckError as exc:
-        return RedirectResponse(f"/datasets/{name}?error={exc.message}", status_code=303)
+        return RedirectResponse(f"/datasets/{name}?error={quote(exc.message)}", status_code=303)
     return RedirectResponse(f"/datasets/{name}", status_code=303)
 
 

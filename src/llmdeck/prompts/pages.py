@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -108,7 +109,7 @@ def save_version(
             )
     except (LLMDeckError, ValueError) as exc:
         message = getattr(exc, "message", None) or str(exc).splitlines()[0]
-        return RedirectResponse(f"/prompts?error={message}", status_code=303)
+        return RedirectResponse(f"/prompts?error={quote(message)}", status_code=303)
     return RedirectResponse(f"/prompts/{name}?v={row.version}", status_code=303)
 
 
@@ -176,7 +177,9 @@ def move_label(
                 author=viewer.email,
             )
     except LLMDeckError as exc:
-        return RedirectResponse(f"/prompts/{name}?v={version}&error={exc.message}", status_code=303)
+        return RedirectResponse(
+            f"/prompts/{name}?v={version}&error={quote(exc.message)}", status_code=303
+        )
     return RedirectResponse(f"/prompts/{name}?v={version}", status_code=303)
 
 

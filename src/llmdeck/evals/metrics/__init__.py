@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from llmdeck.core.errors import InvalidRequest
+from llmdeck.core.errors import InvalidRequest, NotFound
 from llmdeck.core.registry import Plugins, plugins
 from llmdeck.evals.metrics.base import FunctionMetric, Metric, Sample, Score
 from llmdeck.evals.metrics.text import BUILTINS, check_params
@@ -74,7 +74,11 @@ def build(spec: Any) -> tuple[str, Metric]:
         spec_name(spec)
         params = {k: v for k, v in spec.items() if k not in ("name", "as")}
         name = spec["name"]
-    return spec_name(spec), plugins().evaluators.get(name)(**params)
+    try:
+        factory = plugins().evaluators.get(name)
+    except NotFound as exc:  # a bad config is the caller's mistake: 400, not 404
+        raise InvalidRequest(exc.message, param="metrics") from None
+    return spec_name(spec), factory(**params)
 
 
 def build_all(specs: list[Any]) -> list[tuple[str, Metric]]:
