@@ -21,6 +21,12 @@ def echo():
     yield from echo_upstream()
 
 
+def _project_id(session) -> str:
+    from llmdeck.identity import service as identity
+
+    return identity.get_project_by_name_or_raise(session, name="default").id
+
+
 def test_prompt_editor_experiments_and_review_pages(echo) -> None:
     app = create_app(get_settings())
     with TestClient(app, follow_redirects=False) as c:
@@ -69,6 +75,37 @@ def test_prompt_editor_experiments_and_review_pages(echo) -> None:
             },
         )
         assert tried.status_code == 200 and "Hello Ada!" in tried.text and "nope" in tried.text
+        # Chains are edited in the same editor, as YAML steps.
+        from llmdeck.prompts import chains as chain_logic
+        from llmdeck.prompts import service as prompt_service
+
+        with app.state.runtime.db.session() as session:
+            project_id = prompt_service.get_by_name_or_raise(
+                session, project_id=_project_id(session), name="hello"
+            ).project_id
+            name, data = chain_logic.load_yaml(
+                "name: tidy\nsteps:\n  - {type: transform, template: '{{ x }}', op: upper}\n"
+            )
+            prompt_service.create_version(
+                session, project_id=project_id, name=name, data=data, role="admin"
+            )
+        page = c.get("/prompts/tidy").text
+        assert 'id="chain-editor"' in page and "op: upper" in page
+        r = c.post(
+            "/prompts/tidy/chain-versions",
+            data={
+                "csrf_token": csrf_of(page),
+                "steps": "- {type: transform, template: '{{ x }}!', op: lower}",
+                "commit_message": "quieter",
+            },
+        )
+        assert r.headers["location"] == "/prompts/tidy?v=2"
+        assert "quieter" in c.get("/prompts/tidy?v=2").text
+        bad = c.post(
+            "/prompts/tidy/chain-versions",
+            data={"csrf_token": csrf_of(page), "steps": "- {type: shell}", "commit_message": "x"},
+        )
+        assert "error=" in bad.headers["location"]
         # Start an experiment from the console and watch it finish.
         from llmdeck.evals import datasets
 

@@ -8,6 +8,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+import yaml
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -17,7 +18,7 @@ from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError
 from llmdeck.gateway.schemas import ChatCompletionRequest
 from llmdeck.gateway.service import chat_call
-from llmdeck.prompts import service
+from llmdeck.prompts import chains, service
 from llmdeck.prompts.schemas import Message, PromptVersionCreate
 
 pages = PageSet("prompts", __file__)
@@ -139,8 +140,14 @@ def prompt_page(
     user = next(
         (m["content"] for m in (chosen.messages if chosen else []) if m["role"] == "user"), ""
     )
+    steps_yaml = (
+        yaml.safe_dump(chosen.steps, sort_keys=False, allow_unicode=True)
+        if chosen and chosen.steps
+        else ""
+    )
     context = {
         "prompt": prompt,
+        "steps_yaml": steps_yaml,
         "versions": public,
         "current": chosen,
         "system": system,
@@ -154,6 +161,37 @@ def prompt_page(
         "error": error,
     }
     return console_of(request).render(request, "prompts/editor.html", context)
+
+
+@pages.router.post("/prompts/{name}/chain-versions", dependencies=[Depends(csrf_protected)])
+def save_chain_version(
+    request: Request,
+    name: str,
+    steps: str = Form(...),
+    commit_message: str = Form(""),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Save a chain's steps (YAML, loaded with safe_load) as a new version."""
+    viewer.require("builder", "change chains")
+    try:
+        document = f"name: {json.dumps(name)}\ncommit_message: {json.dumps(commit_message)}\n"
+        _, data = chains.load_yaml(document + "steps:\n" + _indent(steps))
+        with request.app.state.runtime.db.session() as session:
+            row = service.create_version(
+                session,
+                project_id=viewer.project.id,
+                name=name,
+                data=data,
+                role=viewer.role,
+                author=viewer.email,
+            )
+    except LLMDeckError as exc:
+        return RedirectResponse(f"/prompts/{name}?error={quote(exc.message)}", status_code=303)
+    return RedirectResponse(f"/prompts/{name}?v={row.version}", status_code=303)
+
+
+def _indent(text: str) -> str:
+    return "".join("  " + line + "\n" for line in text.splitlines())
 
 
 @pages.router.post("/prompts/{name}/labels", dependencies=[Depends(csrf_protected)])
