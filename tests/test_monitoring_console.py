@@ -91,6 +91,8 @@ def test_dashboard_shows_figures_and_chart_data(console) -> None:
 
 def test_trace_waterfall_and_feedback_from_the_console(console) -> None:
     client, trace_id, csrf = console
+    detail = client.get(f"/requests/{trace_id}")  # the requests explorer links to the tree
+    assert f'href="/traces/{trace_id}"' in detail.text
     page = client.get(f"/traces/{trace_id}")
     assert page.status_code == 200
     order = re.findall(r'data-span="(\w+)" data-depth="(\d)"', page.text)
