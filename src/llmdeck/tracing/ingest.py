@@ -34,6 +34,10 @@ class IngestGate:
         self.wait = wait
         self._slots = threading.BoundedSemaphore(capacity)
 
+    def try_acquire(self) -> bool:
+        """A free slot now, without waiting (the common case, on the event loop)."""
+        return self._slots.acquire(blocking=False)
+
     def acquire(self) -> bool:
         return self._slots.acquire(timeout=self.wait)
 
@@ -65,16 +69,17 @@ class _Insert:
         self.index = {name: i for i, name in enumerate(self.names)}
 
     def rows(self, records: list[SpanRecord]) -> list[Any]:
+        order = self.positional or self.names
+        procs = [(n, self.processors[self.index[n]]) for n in order]
         out = []
-        procs = list(zip(self.names, self.processors, strict=True))
         for record in records:
             values = record.__dict__
-            row = {n: (p(values[n]) if p is not None else values[n]) for n, p in procs}
-            out.append(tuple(row[n] for n in self.positional) if self.positional else row)
+            row = [p(values[n]) if p is not None else values[n] for n, p in procs]
+            out.append(tuple(row) if self.positional else dict(zip(order, row, strict=True)))
         return out
 
 
-# Keyed by the engine itself (weakly): an id() could be reused by a later engine of another dialect.
+# Keyed by the engine itself (weakly): an id() could be reused by another dialect's engine.
 _inserts: weakref.WeakKeyDictionary[Engine, _Insert] = weakref.WeakKeyDictionary()
 
 

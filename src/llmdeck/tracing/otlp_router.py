@@ -61,7 +61,7 @@ async def export_traces(request: Request, principal: Principal = Depends(send_tr
             f"Content-Type {content_type!r} is not OTLP; send {PROTOBUF} or application/json."
         )
     gate = gate_of(request)
-    if not await run_in_threadpool(gate.acquire):
+    if not gate.try_acquire() and not await run_in_threadpool(gate.acquire):
         return JSONResponse(
             {
                 "error": {
