@@ -195,4 +195,12 @@ def measure() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(), indent=2))
+    import sys
+
+    if sys.argv[1:]:  # e.g. `python -m bench.retrieval.speed postgres`: one engine only
+        base, queries = real_vectors()
+        vectors = synthetic(base, max(SIZES))
+        exacts = {size: exact_top10(vectors[:size], queries) for size in SIZES}
+        print(json.dumps({b: run_backend(b, vectors, queries, exacts) for b in sys.argv[1:]}))
+    else:
+        print(json.dumps(measure(), indent=2))

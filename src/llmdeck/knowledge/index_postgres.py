@@ -70,7 +70,9 @@ class PostgresIndex:
 
         query = np.asarray(vector, dtype=np.float32)
         dims = _dimensions(len(query))
-        session.execute(text(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * k))}"))
+        # ef_search 40 (the default) gave recall@10 0.87 at 100k chunks in bench/retrieval;
+        # 100 keeps it above 0.95 for a few milliseconds more.
+        session.execute(text(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, 4 * k))}"))
         session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         from pgvector.sqlalchemy import VECTOR
         from sqlalchemy import bindparam
