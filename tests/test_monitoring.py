@@ -300,3 +300,46 @@ def test_cli_retention_purge_and_summary(db: Database) -> None:
     assert purged.exit_code == 0 and "Deleted 1 spans" in purged.output
     summary = runner.invoke(app, ["monitoring", "summary", "--window", "1h", "--json"])
     assert json.loads(summary.output)["requests"] == 1
+
+
+def test_drift_and_feedback_rules_fire(api) -> None:
+    from llmdeck.monitoring.models import DriftReport
+
+    http, db, project_id = api
+    receiver = _Receiver(failures=0)
+    try:
+        for metric, comparison, threshold in (
+            ("drift_p_value", "<", 0.05),
+            ("feedback_score", "<", 0.5),
+        ):
+            rule = {
+                "name": metric,
+                "metric": metric,
+                "comparison": comparison,
+                "threshold": threshold,
+                "webhook_url": receiver.url,
+            }
+            assert http.post("/api/monitoring/alert-rules", json=rule).status_code == 201
+        with db.session() as session:
+            session.add(
+                DriftReport(
+                    project_id=project_id,
+                    method="mmd-rbf-permutation",
+                    baseline_count=40,
+                    recent_count=40,
+                    statistic=0.2,
+                    p_value=0.002,
+                    drifted=True,
+                    details={},
+                )
+            )
+        trace = _seed(db, project_id)[0].trace_id
+        http.post(f"/api/traces/{trace}/feedback", json={"thumbs": "down"})
+        fired = http.post("/api/monitoring/alert-rules/evaluate").json()
+        assert sorted(e["message"].split(":")[0] for e in fired) == [
+            "drift_p_value",
+            "feedback_score",
+        ]
+        assert len(receiver.received) == 2
+    finally:
+        receiver.close()
