@@ -105,7 +105,7 @@ def _copy_into(rt, who, corpus_bytes: bytes, rows: list[dict]) -> None:
     from sqlalchemy import insert
 
     from llmdeck.knowledge import service
-    from llmdeck.knowledge.indexes import index_for
+    from llmdeck.knowledge.indexes import index_for, mark_changed
     from llmdeck.knowledge.models import Chunk, IndexVersion
     from llmdeck.knowledge.schemas import KnowledgeBaseCreate
 
@@ -123,6 +123,7 @@ def _copy_into(rt, who, corpus_bytes: bytes, rows: list[dict]) -> None:
             version_id=version.id, kb_id=kb.id, project_id=kb.project_id, document_id=document.id
         )
         for start in range(0, len(rows), 2000):
+            mark_changed(session)
             session.execute(insert(Chunk), [r | extra for r in rows[start : start + 2000]])
         document.status, document.chunk_count = "ready", len(rows)
 

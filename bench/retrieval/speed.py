@@ -69,6 +69,7 @@ def _target(rt, who):
 
 
 def _load(rt, ids, vectors: np.ndarray, offset: int) -> tuple[float, list[int]]:
+    from llmdeck.knowledge.indexes import mark_changed
     from llmdeck.knowledge.models import Chunk
 
     kb_id, version_id, document_id, project_id = ids
@@ -94,6 +95,7 @@ def _load(rt, ids, vectors: np.ndarray, offset: int) -> tuple[float, list[int]]:
     started = time.perf_counter()
     with rt.db.session() as session:
         for start in range(0, len(rows), 5000):
+            mark_changed(session)
             session.execute(insert(Chunk), rows[start : start + 5000])
     elapsed = time.perf_counter() - started
     with rt.db.session() as session:

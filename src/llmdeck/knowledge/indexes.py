@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, event, select
 from sqlalchemy.orm import Session
 
 from llmdeck.core.errors import InvalidRequest
@@ -89,6 +89,32 @@ def _as_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+# Chunk writes in this process bump a counter once committed, so in-process caches (the
+# SQLite vector matrix) know at once; other processes' writes are found by a periodic check.
+_generation = 0
+
+
+def mark_changed(session: Session) -> None:
+    """Note that this session changed chunks; caches learn of it when it commits."""
+    session.info["knowledge_changed"] = True
+
+
+def generation() -> int:
+    return _generation
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    global _generation
+    if session.info.pop("knowledge_changed", False):
+        _generation += 1
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop("knowledge_changed", None)
 
 
 def index_for(session: Session) -> ChunkIndex:

@@ -13,7 +13,7 @@ from llmdeck.core.errors import LLMDeckError, UpstreamError
 from llmdeck.gateway.service import embedding_call
 from llmdeck.identity.schemas import Principal
 from llmdeck.knowledge import chunking, parsing, service
-from llmdeck.knowledge.indexes import index_for
+from llmdeck.knowledge.indexes import index_for, mark_changed
 from llmdeck.knowledge.models import Chunk, Document, IndexVersion, KnowledgeBase
 
 EMBED_BATCH = 16
@@ -109,6 +109,7 @@ def _store(db, version_id: str, document_id: str, prepared: dict[str, Any], vect
             for i, (p, v) in enumerate(zip(prepared["pieces"], vectors, strict=True))
         ]
         if rows:
+            mark_changed(session)
             session.execute(insert(Chunk), rows)
         kb = session.get(KnowledgeBase, prepared["kb_id"])
         if kb is not None and version_id == kb.active_version_id:

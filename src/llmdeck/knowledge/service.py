@@ -21,6 +21,7 @@ from llmdeck.core.errors import Conflict, InvalidRequest, NotFound
 from llmdeck.core.settings import Settings
 from llmdeck.identity.schemas import Principal
 from llmdeck.knowledge import parsing
+from llmdeck.knowledge.indexes import mark_changed
 from llmdeck.knowledge.models import Chunk, Document, IndexVersion, KnowledgeBase
 from llmdeck.knowledge.schemas import (
     DocumentPublic,
@@ -219,11 +220,13 @@ def purge_retired(session: Session, *, kb_id: str) -> int:
     retired = select(IndexVersion.id).where(
         IndexVersion.kb_id == kb_id, IndexVersion.status == "retired"
     )
+    mark_changed(session)
     return session.execute(sql_delete(Chunk).where(Chunk.version_id.in_(retired))).rowcount
 
 
 def _drop_version(session: Session, version_id: str, *, keep_chunks: bool = False) -> None:
     if not keep_chunks:
+        mark_changed(session)
         session.execute(sql_delete(Chunk).where(Chunk.version_id == version_id))
     session.execute(
         sql_update(IndexVersion).where(IndexVersion.id == version_id).values(status="retired")
@@ -232,6 +235,7 @@ def _drop_version(session: Session, version_id: str, *, keep_chunks: bool = Fals
 
 def delete(session: Session, *, settings: Settings, kb: KnowledgeBase) -> None:
     # Chunks first, one statement, so SQLite's FTS triggers run before the cascade.
+    mark_changed(session)
     session.execute(sql_delete(Chunk).where(Chunk.kb_id == kb.id))
     session.delete(kb)
     session.flush()
@@ -280,6 +284,7 @@ def add_document(
         session.flush()
     else:
         # The old content's chunks leave every index version now, not at re-ingestion.
+        mark_changed(session)
         session.execute(sql_delete(Chunk).where(Chunk.document_id == document.id))
     directory = _document_dir(settings, kb.id, document.id)
     _write_atomic(directory / "original", data)
@@ -328,6 +333,7 @@ def get_document_or_raise(session: Session, *, kb: KnowledgeBase, ref: str) -> D
 
 def delete_document(session: Session, *, settings: Settings, document: Document) -> None:
     """Remove a document and its chunks from every index version."""
+    mark_changed(session)
     session.execute(sql_delete(Chunk).where(Chunk.document_id == document.id))
     session.delete(document)
     session.flush()
