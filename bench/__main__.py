@@ -39,15 +39,17 @@ def main(names: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; have: {', '.join(available())}")
         return 2
-    kept = sections(OUTPUT.read_text()) if OUTPUT.exists() else {}
+    fresh: dict[str, str] = {}
     failed = []
     for name in chosen:
         print(f"== bench {name}", flush=True)
         try:
-            kept[name] = importlib.import_module(f"bench.{name}.run").main().strip() + "\n"
+            fresh[name] = importlib.import_module(f"bench.{name}.run").main().strip() + "\n"
         except Exception:
             traceback.print_exc()
             failed.append(name)
+    # Read the file only now: another benchmark run may have written it meanwhile.
+    kept = {**(sections(OUTPUT.read_text()) if OUTPUT.exists() else {}), **fresh}
     body = "".join(f"\n<!-- bench:{n} -->\n{kept[n]}<!-- /bench:{n} -->\n" for n in sorted(kept))
     OUTPUT.write_text(HEADER + body)
     print(f"wrote {OUTPUT}")

@@ -21,7 +21,8 @@ class ChatCompletionRequest(BaseModel):
     # Clients send fields we do not use (logprobs, tools, ...); accept and ignore them.
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
+    # May be empty only for `prompt:NAME@LABEL` models, whose prompt supplies the messages.
+    messages: list[ChatMessage] = Field(default_factory=list)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)

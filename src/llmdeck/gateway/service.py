@@ -88,6 +88,8 @@ def chat_call(
 
     `cache` (or a `cache` field in the request body) set to false/"off" skips the cache.
     """
+    if not request.messages and not request.model.startswith("prompt:"):
+        raise InvalidRequest("messages must hold at least one message.", param="messages")
     stop = request.stop
     if isinstance(stop, str):
         stop = [stop]

@@ -135,7 +135,12 @@ def role_of(session: Session, *, user: User, project: Project) -> str | None:
 def projects_of(session: Session, *, user: User) -> list[tuple[Project, str]]:
     """The projects a user may open, with their role in each."""
     if user.is_superuser:
-        return [(p, "admin") for p in list_projects(session)]
+        # Their own projects first, so signing in opens one they work in.
+        member_of = set(
+            session.scalars(select(Membership.project_id).where(Membership.user_id == user.id))
+        )
+        projects = sorted(list_projects(session), key=lambda p: (p.id not in member_of, p.name))
+        return [(p, "admin") for p in projects]
     rows = session.execute(
         select(Project, Membership.role)
         .join(Membership, Membership.project_id == Project.id)
