@@ -67,13 +67,36 @@ def test_project_keys_cannot_administer_the_platform(monkeypatch: pytest.MonkeyP
         assert client.get("/api/traces", headers=as_viewer).status_code == 200
 
 
-def test_server_is_ready_in_under_three_seconds(tmp_path) -> None:
+def test_start_up_loads_no_model() -> None:
+    """Models load lazily, on first use: starting the server imports no ML library."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, asyncio\n"
+        "from llmdeck.app import create_app\n"
+        "from llmdeck.core.settings import get_settings\n"
+        "app = create_app(get_settings())\n"
+        "async def main():\n"
+        "    async with app.router.lifespan_context(app):\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+        "heavy = {'torch', 'transformers', 'sentence_transformers'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_server_is_ready_quickly(tmp_path) -> None:
+    # The goal is under 3 s on an idle 2-core machine (bench/core measures it); this bound
+    # only catches a regression such as loading a model at start, on a possibly busy runner.
     started = time.perf_counter()
     server = start_server(tmp_path / "home")
     try:
         ready = time.perf_counter() - started
-        assert ready < 3.0, f"ready after {ready:.2f} s"
-        # Models load lazily: nothing heavy was imported to get here.
+        assert ready < 10.0, f"ready after {ready:.2f} s"
         assert server.client().get("/v1/models").status_code == 200
     finally:
         stop_server(server)
