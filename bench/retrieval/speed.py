@@ -164,7 +164,7 @@ def run_backend(backend: str, vectors: np.ndarray, queries: np.ndarray, exacts: 
 
 def run_chroma(vectors: np.ndarray, queries: np.ndarray, exacts: dict) -> dict:
     if not CHROMA_PYTHON.exists():
-        return {"skipped": f"no Chroma venv at {CHROMA_PYTHON} (see BENCHMARKS.md)"}
+        return {"skipped": f"no Chroma venv at {CHROMA_PYTHON}; create it as BENCHMARKS.md says"}
     out = {}
     for size in SIZES:
         work = Path(tempfile.mkdtemp(prefix="chroma-in-"))
