@@ -154,3 +154,25 @@ def test_concurrent_local_calls_match_sequential_ones(live_server: LiveServer) -
     assert concurrent == sequential
     # The server stayed responsive while generating.
     assert httpx.get(f"{live_server.url}/api/health", timeout=5).status_code == 200
+
+
+@pytest.mark.slow
+def test_local_models_are_not_cut_off_by_the_upstream_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A local answer takes as long as the CPU needs; the per-attempt timeout is for upstreams.
+    monkeypatch.setenv("LLMDECK_MASTER_KEY", "ldk-master-t")
+    monkeypatch.setenv("LLMDECK_GATEWAY_ATTEMPT_TIMEOUT", "0.2")
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": "Bearer ldk-master-t"},
+            json={
+                "model": "smollm2-135m",
+                "messages": [{"role": "user", "content": "Tell me about the sea."}],
+                "max_tokens": 12,
+            },
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] == 12

@@ -115,13 +115,17 @@ class Dispatch:
         call: Call,
         target: Target,
         deployment: Deployment,
-        timeout: float,
+        timeout: float | None,
         attempts: list[dict[str, Any]],
     ) -> Outcome:
         note: dict[str, Any] = {"alias": target.alias, "deployment": deployment.name}
         attempts.append(note)
         breaker = self.balancer.breaker(deployment)
         provider = get_provider(deployment.provider, deployment.connection, self.settings)
+        if provider.runs_locally:
+            # Local work is bounded by max_tokens; time spent queued for the CPU is no hang,
+            # and cutting it off (or opening the breaker) would fail a healthy model.
+            timeout = None
         started = time.perf_counter()
         stream: AsyncIterator[ChatChunk] | None = None
         first: ChatChunk | None = None
@@ -182,7 +186,7 @@ class Dispatch:
         first: ChatChunk | None,
         deployment: Deployment,
         note: dict[str, Any],
-        idle_timeout: float,
+        idle_timeout: float | None,
     ) -> AsyncIterator[ChatChunk]:
         """The rest of a stream after its first chunk; a failure now ends it with an error."""
         try:

@@ -67,6 +67,8 @@ class Provider(ABC):
 
     name: ClassVar[str]
     needs_base_url: ClassVar[bool] = False
+    # Runs on this machine's CPU: a slow answer means queued work, not a hung upstream.
+    runs_locally: ClassVar[bool] = False
 
     def __init__(self, connection: Connection, settings: Settings):
         self.connection = connection

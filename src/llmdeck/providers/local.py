@@ -25,6 +25,7 @@ _DONE = object()
 
 class LocalProvider(Provider):
     name = "local"
+    runs_locally = True
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         if request.model != "smollm2-135m-instruct":
