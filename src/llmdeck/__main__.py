@@ -1,5 +1,5 @@
 """`python -m llmdeck` is the `llmdeck` command."""
 
-from llmdeck.cli.main import app
+from llmdeck.cli.entry import main
 
-app()
+main()

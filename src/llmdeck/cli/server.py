@@ -14,9 +14,9 @@ from llmdeck.core.settings import get_settings
 
 def up(
     host: str = typer.Option(
-        None, help="Address to listen on [default: LLMDECK_HOST or 127.0.0.1]."
+        None, help="Address to listen on (default: LLMDECK_HOST, or 127.0.0.1)."
     ),
-    port: int = typer.Option(None, help="Port to listen on [default: LLMDECK_PORT or 8000]."),
+    port: int = typer.Option(None, help="Port to listen on (default: LLMDECK_PORT, or 8000)."),
     demo: bool = typer.Option(
         False, "--demo", help="Seed the demo project and print how to sign in."
     ),
