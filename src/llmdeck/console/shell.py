@@ -21,7 +21,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, FileSystemLoader, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
 from starlette.responses import HTMLResponse
 
 from llmdeck import __version__
@@ -82,7 +83,9 @@ class Console:
             (item for ps in page_sets for item in ps.items), key=lambda i: (i.order, i.label)
         )
         folders = [HERE / "templates"] + [ps.templates for ps in page_sets]
-        self.env = Environment(
+        # The console's own templates, but they render user data (prompts, outputs): the
+        # sandbox keeps a template mistake from reaching Python internals through that data.
+        self.env = SandboxedEnvironment(
             loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders if f.is_dir()]),
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
