@@ -22,7 +22,6 @@ from llmdeck.gateway.router import router as gateway_router
 from llmdeck.identity.pages import pages as identity_pages
 from llmdeck.identity.router import router as identity_router
 from llmdeck.knowledge.pages import pages as knowledge_pages
-from llmdeck.knowledge.router import job_runner
 from llmdeck.knowledge.router import router as knowledge_router
 from llmdeck.monitoring.pages import pages as monitoring_pages
 from llmdeck.monitoring.router import feedback_router
@@ -48,12 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.runtime = Runtime.start(settings)
-        job_runner(app.state.runtime)  # background jobs (knowledge ingestion, ...)
+        app.state.runtime = Runtime.start(settings, background=True)
         try:
             yield
         finally:
-            app.state.runtime.jobs.stop()
             await app.state.runtime.stop()
 
     app = FastAPI(

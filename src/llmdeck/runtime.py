@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from llmdeck.catalog import service as catalog
 from llmdeck.core.db import Database, get_database
+from llmdeck.core.jobs import JobRunner
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.service import Gateway
 from llmdeck.identity import service as identity
@@ -33,22 +34,38 @@ class Runtime:
     db: Database
     writer: TraceWriter
     gateway: Gateway
-    # Alert evaluation and the retention purge, in the background.
+    # The server's background work: alerts and retention, and queued jobs (ingestion, ...).
     monitor: MonitoringLoop | None = field(default=None)
+    jobs: JobRunner | None = field(default=None)
 
     @classmethod
-    def start(cls, settings: Settings) -> Runtime:
-        """Prepare the database and start the trace writer."""
+    def start(cls, settings: Settings, *, background: bool = False) -> Runtime:
+        """Prepare the database and start the trace writer.
+
+        `background` also starts the server's background work; a CLI command's runtime
+        leaves it to the server, so that a short-lived process never claims a queued job.
+        """
         db = prepare_database(settings)
         writer = TraceWriter(
             db, interval=settings.trace_flush_interval, batch_size=settings.trace_batch_size
         )
-        gateway = Gateway(db, settings, writer)
-        monitor = MonitoringLoop(db, settings).start()
-        return cls(settings=settings, db=db, writer=writer, gateway=gateway, monitor=monitor)
+        runtime = cls(
+            settings=settings, db=db, writer=writer, gateway=Gateway(db, settings, writer)
+        )
+        if background:
+            runtime.monitor = MonitoringLoop(db, settings).start()
+            runtime.jobs = JobRunner(db, runtime).start()
+        return runtime
+
+    def wake_jobs(self) -> None:
+        """Tell the job worker a job was queued (it polls anyway)."""
+        if self.jobs is not None:
+            self.jobs.wake()
 
     async def stop(self) -> None:
-        """Write every queued span and release connections."""
+        """Stop background work, write every queued span and release connections."""
+        if self.jobs is not None:
+            self.jobs.stop()
         if self.monitor is not None:
             self.monitor.stop()
         await self.gateway.drain()

@@ -12,7 +12,6 @@ from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError
 from llmdeck.knowledge import ingest as _ingest  # noqa: F401 - registers the ingestion job
 from llmdeck.knowledge import parsing, retrieval, service
-from llmdeck.knowledge.router import job_runner
 from llmdeck.knowledge.schemas import AskRequest, DocumentPublic, KnowledgeBaseCreate
 
 pages = PageSet("knowledge", __file__)
@@ -108,7 +107,7 @@ async def upload_page(
         if changed:
             service.queue_ingest(session, kb=target, principal=viewer.principal)
     if changed:
-        job_runner(runtime).wake()
+        runtime.wake_jobs()
     if problems:
         return _detail(request, viewer, kb, error=" ".join(problems))
     return RedirectResponse(f"/knowledge/{kb}", status_code=303)

@@ -39,14 +39,6 @@ MAX_FILES_PER_UPLOAD = 100
 MAX_UPLOAD_BYTES = 100 * 2**20  # per request, all files together
 
 
-def job_runner(runtime: Runtime) -> jobs.JobRunner:
-    """The process's job worker, started on first need (app start starts it too)."""
-    runner = getattr(runtime, "jobs", None)
-    if runner is None:
-        runner = runtime.jobs = jobs.JobRunner(runtime.db, runtime).start()
-    return runner
-
-
 @router.get(
     "/knowledge-bases", operation_id="list_knowledge_bases", response_model=KnowledgeBasePage
 )
@@ -109,7 +101,7 @@ def update_knowledge_base(
     if rebuild:
         service.queue_ingest(session, kb=target, principal=principal)
         session.commit()
-        job_runner(runtime).wake()
+        runtime.wake_jobs()
     return service.to_public(session, target)
 
 
@@ -190,7 +182,7 @@ async def upload_documents(
 
     result = await anyio.to_thread.run_sync(store)
     if result.job_id:
-        job_runner(runtime).wake()
+        runtime.wake_jobs()
     return result
 
 
