@@ -93,7 +93,7 @@ async def create_chat_completion(
             ],
             "usage": _usage(result.input_tokens, result.output_tokens),
         }
-        return _json_response(payload, headers)
+        return JSONResponse(payload, headers=headers)
 
     stream = await runtime.gateway.stream_chat(call)
     # Pull the first chunk before answering, so that an error the model raises before
@@ -176,7 +176,7 @@ async def create_embeddings(
         "model": body.model,
         "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens},
     }
-    return _json_response(payload, {TRACE_HEADER: call.trace_id})
+    return JSONResponse(payload, headers={TRACE_HEADER: call.trace_id})
 
 
 @router.get("/models", operation_id="list_gateway_models", response_model=ModelList)
@@ -215,7 +215,3 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
-
-
-def _json_response(payload: dict, headers: dict[str, str]) -> JSONResponse:
-    return JSONResponse(payload, headers=headers)
