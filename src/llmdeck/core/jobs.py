@@ -4,19 +4,29 @@ A job is queued as a row (so it survives a restart and any process can see its p
 then claimed atomically by a worker thread that runs it on its own event loop. Domains
 register a handler per job kind: `register("knowledge.ingest", handler)`. At scale the same
 handlers can run elsewhere (Ray); here one worker thread per process is enough.
+
+A claim is a lease: the worker stamps `heartbeat_at` every third of `Settings.job_lease`
+while the handler runs. A running job whose heartbeat is older than the lease belonged to a
+process that died (kill -9, lost machine); any worker claims it again, and the handler runs
+from the start, so handlers must be resumable (skip what they already stored). A worker that
+finds its claim taken over stops its handler rather than run it twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select, update
+import anyio
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, and_, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from llmdeck.core.db import Base, Database, UTCDateTime, utcnow
@@ -45,6 +55,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lease: which worker runs it, when it last said so, and how many claims it took.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class JobContext:
@@ -97,45 +111,108 @@ def get_or_raise(session: Session, *, job_id: str, project_id: str | None = None
     return job
 
 
-def _claim(session: Session) -> Job | None:
-    """Take the oldest queued job; the conditional UPDATE makes this safe across processes."""
+def _claim(session: Session, *, worker: str, lease: float) -> Job | None:
+    """Take the oldest queued job, or a running one whose lease ran out.
+
+    The conditional UPDATE (same condition as the SELECT) makes this safe across processes:
+    of two workers racing for a row, one updates it and the other sees no row changed.
+    """
     kinds = list(_handlers)
     if not kinds:
         return None
+    expired = utcnow() - timedelta(seconds=lease)
+    claimable = or_(
+        Job.status == "queued",
+        and_(
+            Job.status == "running",
+            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < expired),
+        ),
+    )
     candidates = session.scalars(
-        select(Job.id)
-        .where(Job.status == "queued", Job.kind.in_(kinds))
-        .order_by(Job.created_at)
-        .limit(5)
+        select(Job.id).where(claimable, Job.kind.in_(kinds)).order_by(Job.created_at).limit(5)
     ).all()
     for job_id in candidates:
+        now = utcnow()
         claimed = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "queued")
-            .values(status="running", started_at=utcnow())
+            .where(Job.id == job_id, claimable)
+            .values(
+                status="running",
+                started_at=now,
+                heartbeat_at=now,
+                claimed_by=worker,
+                attempts=Job.attempts + 1,
+            )
         ).rowcount
         if claimed:
             session.commit()
             return session.get(Job, job_id)
+    session.rollback()
     return None
 
 
-async def run_one(db: Database, job: Job, runtime: Any) -> None:
-    """Run a claimed job to its end, recording the outcome (handlers' errors never escape)."""
+def _beat(db: Database, job_id: str, worker: str) -> bool:
+    """Renew the lease; False when another worker took the job over."""
+    with db.session() as session:
+        return bool(
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.claimed_by == worker, Job.status == "running")
+                .values(heartbeat_at=utcnow())
+            ).rowcount
+        )
+
+
+async def _heartbeat(db: Database, job: Job, worker: str, every: float, task: asyncio.Task):
+    while True:
+        await asyncio.sleep(every)
+        try:
+            held = await anyio.to_thread.run_sync(_beat, db, job.id, worker)
+        except Exception:  # a database hiccup: try again at the next beat
+            log.warning("could not renew the lease of job %s", job.id, exc_info=True)
+            continue
+        if not held:
+            log.warning("job %s was taken over by another worker; stopping here", job.id)
+            task.cancel()
+            return
+
+
+async def run_one(
+    db: Database, job: Job, runtime: Any, *, worker: str | None = None, lease: float = 30.0
+) -> None:
+    """Run a claimed job to its end, recording the outcome (handlers' errors never escape).
+
+    With `worker` (the claim's owner), the lease is renewed while the handler runs, and the
+    outcome is only written while the claim is still ours.
+    """
     ctx = JobContext(db, job, runtime)
     status, result, error = "done", None, None
+    handler = asyncio.ensure_future(_handlers[job.kind](ctx))
+    beat = (
+        asyncio.ensure_future(_heartbeat(db, job, worker, lease / 3, handler)) if worker else None
+    )
     try:
-        result = await _handlers[job.kind](ctx)
+        result = await handler
+    except asyncio.CancelledError:
+        if beat is None or not beat.done():
+            raise
+        return  # the lease was lost: the new owner records the outcome
     except LLMDeckError as exc:
         status, error = "failed", exc.message
     except Exception as exc:  # a failing job must not stop the worker
         log.exception("job %s (%s) failed", job.id, job.kind)
         status, error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        if beat is not None:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+    query = update(Job).where(Job.id == job.id)
+    if worker:
+        query = query.where(Job.claimed_by == worker)
     with db.session() as session:
         session.execute(
-            update(Job)
-            .where(Job.id == job.id)
-            .values(status=status, result=result, error=error, finished_at=utcnow())
+            query.values(status=status, result=result, error=error, finished_at=utcnow())
         )
 
 
@@ -146,6 +223,8 @@ class JobRunner:
         self.db = db
         self.runtime = runtime
         self.poll_interval = poll_interval
+        self.lease = db.settings.job_lease
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmdeck-jobs", daemon=True)
@@ -169,6 +248,7 @@ class JobRunner:
         # a process that died is started again. With PostgreSQL other replicas may be busy.
         if not self.db.settings.is_sqlite:
             return
+        # Elsewhere an abandoned job waits for its lease to run out (see `_claim`).
         with self.db.session() as session:
             session.execute(update(Job).where(Job.status == "running").values(status="queued"))
 
@@ -178,7 +258,7 @@ class JobRunner:
             while not self._stop.is_set():
                 try:
                     with self.db.sessionmaker() as session:
-                        job = _claim(session)
+                        job = _claim(session, worker=self.worker, lease=self.lease)
                 except Exception:
                     log.exception("could not poll the jobs table")
                     job = None
@@ -186,6 +266,8 @@ class JobRunner:
                     self._wake.wait(self.poll_interval)
                     self._wake.clear()
                     continue
-                loop.run_until_complete(run_one(self.db, job, self.runtime))
+                loop.run_until_complete(
+                    run_one(self.db, job, self.runtime, worker=self.worker, lease=self.lease)
+                )
         finally:
             loop.close()

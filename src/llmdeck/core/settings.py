@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         "sets no max_tokens (reconciled with the real count afterwards).",
     )
 
+    job_lease: float = Field(
+        default=30.0,
+        description="Seconds a running job's worker may go without a heartbeat before another "
+        "process takes the job over (a worker that died; it heartbeats every third of this).",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL with the SQLite default filled in and the psycopg driver named."""

@@ -59,3 +59,15 @@ class PromptLabel(Base):
     version_id: Mapped[str] = mapped_column(ForeignKey("prompt_versions.id", ondelete="CASCADE"))
     updated_by: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PromptChanges(Base):
+    """A per-project counter bumped by every prompt change: lets each server process check
+    its cache of fetched prompts with one primary-key read instead of re-resolving them."""
+
+    __tablename__ = "prompt_changes"
+
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    counter: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,64 @@
+"""The job runner's lease: a job whose worker died is claimed again, never twice at once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from llmdeck.core import jobs
+from llmdeck.core.db import Database, utcnow
+
+
+async def _noop(ctx: jobs.JobContext) -> dict:
+    return {"ran": ctx.payload["n"]}
+
+
+def _queue(db: Database, n: int = 1) -> str:
+    with db.session() as session:
+        return jobs.enqueue(session, kind="test.noop", project_id=None, payload={"n": n}).id
+
+
+def test_a_job_is_claimed_once_and_again_when_its_lease_runs_out(db: Database) -> None:
+    jobs.register("test.noop", _noop)
+    job_id = _queue(db)
+    with db.sessionmaker() as session:
+        claimed = jobs._claim(session, worker="a", lease=30)
+    assert claimed is not None and claimed.id == job_id and claimed.attempts == 1
+    with db.sessionmaker() as session:
+        assert jobs._claim(session, worker="b", lease=30) is None  # a's lease is fresh
+    assert jobs._beat(db, job_id, "a")
+    # Worker a dies: its heartbeat grows old, and b takes the job over.
+    with db.session() as session:
+        session.execute(
+            update(jobs.Job)
+            .where(jobs.Job.id == job_id)
+            .values(heartbeat_at=utcnow() - timedelta(seconds=60))
+        )
+    with db.sessionmaker() as session:
+        again = jobs._claim(session, worker="b", lease=30)
+    assert again is not None and again.id == job_id and again.attempts == 2
+    assert not jobs._beat(db, job_id, "a")  # a, if it were still alive, learns it lost
+    asyncio.run(jobs.run_one(db, again, None, worker="b", lease=30))
+    with db.session() as session:
+        row = jobs.get_or_raise(session, job_id=job_id)
+        assert (row.status, row.result, row.claimed_by) == ("done", {"ran": 1}, "b")
+
+
+def test_a_worker_that_lost_its_lease_does_not_record_an_outcome(db: Database) -> None:
+    async def slow(ctx: jobs.JobContext) -> dict:
+        await asyncio.sleep(5)
+        return {"late": True}
+
+    jobs.register("test.slow", slow)
+    with db.session() as session:
+        job_id = jobs.enqueue(session, kind="test.slow", project_id=None, payload={}).id
+    with db.sessionmaker() as session:
+        job = jobs._claim(session, worker="a", lease=0.3)
+    with db.session() as session:  # another worker takes over while a runs
+        session.execute(update(jobs.Job).where(jobs.Job.id == job_id).values(claimed_by="b"))
+    asyncio.run(asyncio.wait_for(jobs.run_one(db, job, None, worker="a", lease=0.3), 3))
+    with db.session() as session:
+        row = jobs.get_or_raise(session, job_id=job_id)
+        assert (row.status, row.result, row.claimed_by) == ("running", None, "b")
