@@ -217,12 +217,20 @@ async def run_one(
 
 
 class JobRunner:
-    """One worker thread with its own event loop, polling the jobs table."""
+    """One worker thread with its own event loop, polling the jobs table.
 
-    def __init__(self, db: Database, runtime: Any, *, poll_interval: float = 0.25):
+    Up to `max_jobs` jobs run at once on that loop (an experiment waiting on a slow model
+    does not hold up an ingestion). Stopping cancels them and hands their claims back, so
+    another process (or this one, restarted) resumes them at once.
+    """
+
+    def __init__(
+        self, db: Database, runtime: Any, *, poll_interval: float = 0.25, max_jobs: int = 4
+    ):
         self.db = db
         self.runtime = runtime
         self.poll_interval = poll_interval
+        self.max_jobs = max_jobs
         self.lease = db.settings.job_lease
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self._wake = threading.Event()
@@ -245,29 +253,60 @@ class JobRunner:
 
     def _requeue_abandoned(self) -> None:
         # Only safe for one process per database (SQLite, local mode): a job left running by
-        # a process that died is started again. With PostgreSQL other replicas may be busy.
+        # a process that died is started again at once. Elsewhere other replicas may be
+        # busy with theirs: an abandoned job waits for its lease to run out (see `_claim`).
         if not self.db.settings.is_sqlite:
             return
-        # Elsewhere an abandoned job waits for its lease to run out (see `_claim`).
         with self.db.session() as session:
             session.execute(update(Job).where(Job.status == "running").values(status="queued"))
+
+    def _claim_one(self) -> Job | None:
+        try:
+            with self.db.sessionmaker() as session:
+                job = _claim(session, worker=self.worker, lease=self.lease)
+                if job is not None:
+                    session.expunge(job)
+                return job
+        except Exception:
+            log.exception("could not poll the jobs table")
+            return None
+
+    def _release(self, job_id: str) -> None:
+        """Hand a claim back (on stop): the job is queued again for whoever comes next."""
+        with self.db.session() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.claimed_by == self.worker, Job.status == "running")
+                .values(status="queued", claimed_by=None, heartbeat_at=None)
+            )
+
+    async def _main(self) -> None:
+        active: dict[str, asyncio.Task] = {}
+        try:
+            while not self._stop.is_set():
+                job = None
+                if len(active) < self.max_jobs:
+                    job = await anyio.to_thread.run_sync(self._claim_one)
+                if job is not None:
+                    task = asyncio.ensure_future(
+                        run_one(self.db, job, self.runtime, worker=self.worker, lease=self.lease)
+                    )
+                    active[job.id] = task
+                    task.add_done_callback(lambda _, j=job.id: active.pop(j, None))
+                    continue
+                await anyio.to_thread.run_sync(self._wake.wait, self.poll_interval)
+                self._wake.clear()
+        finally:
+            for job_id, task in list(active.items()):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                with contextlib.suppress(Exception):
+                    self._release(job_id)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         try:
-            while not self._stop.is_set():
-                try:
-                    with self.db.sessionmaker() as session:
-                        job = _claim(session, worker=self.worker, lease=self.lease)
-                except Exception:
-                    log.exception("could not poll the jobs table")
-                    job = None
-                if job is None:
-                    self._wake.wait(self.poll_interval)
-                    self._wake.clear()
-                    continue
-                loop.run_until_complete(
-                    run_one(self.db, job, self.runtime, worker=self.worker, lease=self.lease)
-                )
+            loop.run_until_complete(self._main())
         finally:
             loop.close()
