@@ -4,14 +4,23 @@ Routes, limits and cache policies are small: the whole set is loaded at once and
 after `gateway_lookup_ttl` seconds. Catalog lookups are kept per (alias, project, kind) and
 authenticated callers per key for the same time. Changes committed in this process apply at
 once (a session hook clears the caches: a key revoked here is refused on the next call);
-changes made by another process apply within the TTL.
+changes made by another process apply within the TTL, plus the time one reload takes.
+
+Under load, a cache that simply expires sends every request in flight to the database at
+the same moment (each through the thread pool): that stampede, every TTL, was most of the
+gateway's p99. So each key is loaded by one task at a time, and while a value is reloaded
+the old one keeps serving (for at most another TTL); no request waits for the database
+once a value exists.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from sqlalchemy import event, select
@@ -80,11 +89,64 @@ class Snapshot:
     routes: dict[str, Target]
     limits: dict[tuple[str, str], LimitRule]
     cache: dict[str, CacheRule]
-    loaded_at: float
 
 
 _directories: weakref.WeakSet[Directory] = weakref.WeakSet()
 _WATCHED = (Model, ApiKey, tables.Route, tables.Deployment, tables.Limit, tables.CachePolicy)
+
+
+class _Loaded:
+    """Values loaded in a worker thread, kept `ttl` seconds; see the module docstring."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._values: dict[Hashable, tuple[float, Any]] = {}
+        self._loading: dict[Hashable, asyncio.Future] = {}
+        # Bumped by clear(): a load that started before a change must not store its result.
+        self._generation = 0
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._values = {}
+        self._loading = {}
+
+    async def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
+        found = self._values.get(key)
+        age = time.monotonic() - found[0] if found is not None else None
+        if age is not None and age <= self.ttl:
+            return found[1]
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(key, load, self._generation))
+            pending.add_done_callback(_retrieve)
+            self._loading[key] = pending
+        if age is not None and age <= 2 * self.ttl:
+            return found[1]
+        return await asyncio.shield(pending)
+
+    async def _load(self, key: Hashable, load: Callable[[], Any], generation: int) -> Any:
+        try:
+            value = await anyio.to_thread.run_sync(load)
+        except BaseException:
+            if generation == self._generation:
+                self._values.pop(key, None)  # e.g. a key revoked elsewhere: stop serving it
+            raise
+        finally:
+            if generation == self._generation:
+                self._loading.pop(key, None)
+        if generation == self._generation:
+            if len(self._values) >= self.MAX_KEYS:
+                self._values = {}
+            self._values[key] = (time.monotonic(), value)
+        return value
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark a background reload's failure as seen (a caller that awaited it got it raised)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class Directory:
@@ -94,34 +156,24 @@ class Directory:
         self.db = db
         self.settings = settings
         self.ttl = settings.gateway_lookup_ttl
-        self._snapshot: Snapshot | None = None
-        self._catalog: dict[tuple[str, str, str], tuple[float, Target | LLMDeckError]] = {}
-        self._principals: dict[tuple[str, str | None], tuple[float, Principal]] = {}
+        self._snapshot = _Loaded(self.ttl)
+        self._catalog = _Loaded(self.ttl)
+        self._principals = _Loaded(self.ttl)
         _directories.add(self)
 
     def invalidate(self) -> None:
-        self._snapshot = None
-        self._catalog = {}
-        self._principals = {}
+        self._snapshot.clear()
+        self._catalog.clear()
+        self._principals.clear()
 
-    def principal(self, key_digest: str, project: str | None) -> Principal | None:
-        """A caller authenticated in the last TTL seconds with this key (and project)."""
-        found = self._principals.get((key_digest, project))
-        if found is not None and time.monotonic() - found[0] <= self.ttl:
-            return found[1]
-        return None
-
-    def remember_principal(self, key_digest: str, project: str | None, who: Principal) -> None:
-        if len(self._principals) > 10_000:
-            self._principals = {}
-        self._principals[(key_digest, project)] = (time.monotonic(), who)
+    async def principal(
+        self, key_digest: str, project: str | None, authenticate: Callable[[], Principal]
+    ) -> Principal:
+        """The caller behind a key (by its digest) and project; `authenticate` looks it up."""
+        return await self._principals.get((key_digest, project), authenticate)
 
     async def snapshot(self) -> Snapshot:
-        snap = self._snapshot
-        if snap is None or time.monotonic() - snap.loaded_at > self.ttl:
-            snap = await anyio.to_thread.run_sync(self.load)
-            self._snapshot = snap
-        return snap
+        return await self._snapshot.get(None, self.load)
 
     def load(self) -> Snapshot:
         """Read every route, limit and cache policy."""
@@ -145,7 +197,6 @@ class Directory:
                     )
                     for p in policies
                 },
-                loaded_at=time.monotonic(),
             )
 
     async def target(self, alias: str, principal: Principal, kind: str) -> Target:
@@ -159,11 +210,7 @@ class Directory:
                 raise _wrong_kind(alias, route.kind, kind)
             return route
         key = (alias, principal.project_id, kind)
-        cached = self._catalog.get(key)
-        if cached is None or time.monotonic() - cached[0] > self.ttl:
-            cached = (time.monotonic(), await anyio.to_thread.run_sync(self._catalog_target, *key))
-            self._catalog[key] = cached
-        found = cached[1]
+        found = await self._catalog.get(key, lambda: self._catalog_target(*key))
         if isinstance(found, LLMDeckError):
             raise found.with_traceback(None)
         return found
