@@ -76,10 +76,17 @@ def test_observe_and_openai_calls_to_the_gateway(live_server: LiveServer, sdk) -
     assert llmdeck.feedback(seen["trace_id"], thumbs=True, comment="right")
 
     with live_server.client() as http:
-        trace = http.get(f"/api/traces/{seen['trace_id']}").json()
+        # The gateway's own spans join the same trace (traceparent), written by its writer.
+        deadline = time.monotonic() + 20
+        while True:
+            trace = http.get(f"/api/traces/{seen['trace_id']}").json()
+            if len(trace["spans"]) >= 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         feedback = http.get(f"/api/traces/{seen['trace_id']}/feedback").json()["data"]
         errors = http.get("/api/traces", params={"status": "error"}).json()["data"]
-    spans = trace["spans"]
+    gateway = [s for s in trace["spans"] if s["attributes"].get("source") == "gateway"]
+    spans = [s for s in trace["spans"] if s["attributes"].get("source") != "gateway"]
     by_name: dict[str, list[dict]] = {}
     for span in spans:
         by_name.setdefault(span["name"], []).append(span)
@@ -100,6 +107,10 @@ def test_observe_and_openai_calls_to_the_gateway(live_server: LiveServer, sdk) -
     assert plain["output"] == text[: len(plain["output"])]
     streamed = next(c for c in calls if c["attributes"].get("llmdeck.stream"))
     assert streamed["ttft_ms"] is not None and streamed["ttft_ms"] <= streamed["latency_ms"]
+    # One tree: app span -> SDK openai span -> gateway span, for the plain and streamed call.
+    assert sorted(g["parent_span_id"] for g in gateway) == sorted(c["span_id"] for c in calls)
+    for span in gateway:
+        assert span["trace_id"] == seen["trace_id"] and span["model"] == "smollm2-135m"
     for span in spans:
         assert (span["session_id"], span["user_id"], span["tags"]) == (
             "sess-1",

@@ -9,6 +9,7 @@ import struct
 import time
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
@@ -23,7 +24,7 @@ from llmdeck.gateway.schemas import (
     EmbeddingResponse,
     ModelList,
 )
-from llmdeck.gateway.service import chat_call, embedding_call
+from llmdeck.gateway.service import chat_call, embedding_call, join_trace
 from llmdeck.identity.deps import get_principal, get_session
 from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
@@ -45,9 +46,12 @@ async def call_models(
     looked up again (the gateway's hot path stays off the database and the thread pool)."""
     directory = request.app.state.runtime.gateway.directory
     digest = hashlib.sha256((authorization or "").encode()).hexdigest()
-    principal = await directory.principal(
-        digest, x_llmdeck_project, lambda: get_principal(request, authorization, x_llmdeck_project)
-    )
+    principal = directory.principal(digest, x_llmdeck_project)
+    if principal is None:
+        principal = await anyio.to_thread.run_sync(
+            get_principal, request, authorization, x_llmdeck_project
+        )
+        directory.remember_principal(digest, x_llmdeck_project, principal)
     require(principal.role, "builder", "call models")
     return principal
 
@@ -69,6 +73,7 @@ async def create_chat_completion(
     """Create a chat completion; with `stream` true, as server-sent events."""
     runtime: Runtime = request.app.state.runtime
     call = chat_call(principal, body, source="gateway", cache=x_llmdeck_cache)
+    join_trace(call, request.headers.get("traceparent"))
     headers = {TRACE_HEADER: call.trace_id}
     created = int(time.time())
     completion_id = f"chatcmpl-{call.span_id}"
@@ -161,6 +166,7 @@ async def create_embeddings(
     """Embed a string or a list of strings."""
     runtime: Runtime = request.app.state.runtime
     call = embedding_call(principal, body.model, body.input, source="gateway")
+    join_trace(call, request.headers.get("traceparent"))
     result = await runtime.gateway.embed(call)
     encode = _base64_floats if body.encoding_format == "base64" else list
     payload = {

@@ -19,6 +19,7 @@ from llmdeck.gateway.stages import Record, Resolve
 from llmdeck.identity.schemas import Principal
 from llmdeck.prompts.stage import RenderPrompt
 from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult, EmbeddingResult
+from llmdeck.tracing.context import parse_traceparent
 from llmdeck.tracing.writer import TraceWriter
 
 
@@ -125,3 +126,14 @@ def embedding_call(
     if len(items) > 2048:
         raise InvalidRequest("input takes at most 2048 items per request.", param="input")
     return Call(principal=principal, kind="embedding", alias=alias, inputs=items, source=source)
+
+
+def join_trace(call: Call, traceparent: str | None) -> Call:
+    """Make the call's span a child of the caller's span named by a W3C `traceparent` header.
+
+    Without a valid header the call keeps the new trace it was made with.
+    """
+    parent = parse_traceparent(traceparent)
+    if parent is not None:
+        call.trace_id, call.parent_span_id = parent
+    return call

@@ -3,7 +3,9 @@
 `instrument_openai()` wraps `chat.completions.create` of the sync and async clients once,
 process-wide. Each call becomes an `llm` span, nested under the current `observe` span, with
 the GenAI attributes: system, request and response model, tokens, messages and the answer;
-streams are followed to their end, with the time to first token.
+streams are followed to their end, with the time to first token. Each request carries a W3C
+`traceparent` header naming that span, so the llmdeck gateway (or any traced server) records
+its own spans as children of it: one trace from the app through the gateway.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from typing import Any
 
 from llmdeck.sdk.tracer import SpanData, detach, end_span, start_span
+from llmdeck.tracing.context import format_traceparent
 
 log = logging.getLogger("llmdeck.sdk")
 _PATCHED = "__llmdeck_patched__"
@@ -50,10 +53,19 @@ def _begin(client: Any, kwargs: dict[str, Any]) -> SpanData | None:
                 attrs[f"gen_ai.request.{param}"] = kwargs[param]
         if kwargs.get("stream"):
             attrs["llmdeck.stream"] = True
+        _propagate(span, kwargs)
         return span
     except Exception:
         log.exception("llmdeck: starting an openai span failed")
         return None
+
+
+def _propagate(span: SpanData, kwargs: dict[str, Any]) -> None:
+    """Send the span as the request's `traceparent`, unless the caller set one."""
+    headers = kwargs.get("extra_headers") or {}
+    if not any(str(name).lower() == "traceparent" for name in headers):
+        traceparent = format_traceparent(span.trace_id, span.span_id)
+        kwargs["extra_headers"] = {**headers, "traceparent": traceparent}
 
 
 def _finish(span: SpanData | None, response: Any, error: BaseException | None) -> None:
