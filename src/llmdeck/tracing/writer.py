@@ -6,14 +6,11 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
-
 from llmdeck.core.db import Database
-from llmdeck.tracing.models import Span
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +95,16 @@ class TraceWriter:
                 self._cond.notify_all()
 
     def _write(self, batch: list[SpanRecord]) -> None:
-        rows = [asdict(record) for record in batch]
-        dialect = self.db.engine.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(Span).on_conflict_do_nothing(
-            index_elements=["project_id", "trace_id", "span_id"]
-        )
+        # The OTLP receiver's compiled executemany: the ORM's per-row work cost more than
+        # SQLite did. Imported here because ingest builds on this module's SpanRecord.
+        from llmdeck.tracing.ingest import write_spans
+
         for attempt in range(5):
             try:
-                with self.db.session() as session:
-                    session.execute(statement, rows)
+                write_spans(self.db, batch)
                 return
             except Exception:
                 # Spans must not be dropped on a transient error (a locked file, a restart).
-                log.exception("writing %d spans failed (attempt %d)", len(rows), attempt + 1)
+                log.exception("writing %d spans failed (attempt %d)", len(batch), attempt + 1)
                 time.sleep(0.2 * 2**attempt)
-        log.error("dropped %d spans after repeated write failures", len(rows))
+        log.error("dropped %d spans after repeated write failures", len(batch))
