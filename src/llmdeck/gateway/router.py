@@ -9,7 +9,6 @@ import struct
 import time
 from collections.abc import AsyncIterator
 
-import anyio
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
@@ -46,12 +45,9 @@ async def call_models(
     looked up again (the gateway's hot path stays off the database and the thread pool)."""
     directory = request.app.state.runtime.gateway.directory
     digest = hashlib.sha256((authorization or "").encode()).hexdigest()
-    principal = directory.principal(digest, x_llmdeck_project)
-    if principal is None:
-        principal = await anyio.to_thread.run_sync(
-            get_principal, request, authorization, x_llmdeck_project
-        )
-        directory.remember_principal(digest, x_llmdeck_project, principal)
+    principal = await directory.principal(
+        digest, x_llmdeck_project, lambda: get_principal(request, authorization, x_llmdeck_project)
+    )
     require(principal.role, "builder", "call models")
     return principal
 
