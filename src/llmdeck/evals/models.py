@@ -62,7 +62,7 @@ class Experiment(Base):
     target: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[list[Any]] = mapped_column(JSON, default=list)
     concurrency: Mapped[int] = mapped_column(Integer, default=8)
-    # pending | running | interrupted | done | failed
+    # pending | queued (a job waits for a worker) | running | interrupted | done | failed
     status: Mapped[str] = mapped_column(String(20), default="pending")
     total: Mapped[int] = mapped_column(Integer, default=0)
     completed: Mapped[int] = mapped_column(Integer, default=0)

@@ -52,7 +52,7 @@ def experiments_page(request: Request, error: str = "", viewer: Viewer = Depends
         "metrics": plugins().evaluators.names(),
         "deterministic": DETERMINISTIC,
         "can_run": viewer.can("builder"),
-        "running": any(e.status == "running" for e in rows),
+        "running": any(e.status in ("running", "queued") for e in rows),
         "error": error,
     }
     return console_of(request).render(request, "evals/experiments.html", context)

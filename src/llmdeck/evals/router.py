@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from llmdeck.core.errors import Conflict
-from llmdeck.evals import datasets, review, service
-from llmdeck.evals.runner import run_experiment
+from llmdeck.evals import background, datasets, review, service
 from llmdeck.evals.schemas import (
     Comparison,
     DatasetCreate,
@@ -34,7 +30,6 @@ from llmdeck.runtime import Runtime
 router = APIRouter(tags=["evals"])
 builder = requires("builder", "change datasets and run experiments")
 reviewer = requires("reviewer", "review")
-_running: dict[str, asyncio.Task] = {}  # experiment id -> its run in this process
 
 
 @router.get("/api/datasets", operation_id="list_datasets", response_model=DatasetPage)
@@ -180,11 +175,13 @@ def list_experiments(
 
 
 def start_in_background(runtime: Runtime, principal: Principal, experiment_id: str) -> None:
-    if experiment_id in _running:
-        raise Conflict("This experiment is already running; watch its progress instead.")
-    task = asyncio.get_running_loop().create_task(run_experiment(runtime, principal, experiment_id))
-    _running[experiment_id] = task
-    task.add_done_callback(lambda _: _running.pop(experiment_id, None))
+    """Queue the experiment as a durable job (it survives a restart) and wake the worker."""
+    with runtime.db.session() as session:
+        experiment = service.get_or_raise(
+            session, project_id=principal.project_id, experiment_id=experiment_id
+        )
+        background.queue_run(session, experiment=experiment, principal=principal)
+    runtime.wake_jobs()
 
 
 @router.post(
@@ -198,12 +195,13 @@ async def create_experiment(
     principal: Principal = Depends(builder),
     runtime: Runtime = Depends(get_runtime),
 ):
-    """Create an experiment and (by default) start running it; poll it for progress."""
+    """Create an experiment and (by default) queue it as a job; poll it for progress."""
     with runtime.db.session() as session:
         experiment = service.create(session, project_id=principal.project_id, data=body)
+        if body.run:
+            background.queue_run(session, experiment=experiment, principal=principal)
         public = service.to_public(session, experiment)
-    if body.run:
-        start_in_background(runtime, principal, experiment.id)
+    runtime.wake_jobs()
     return public
 
 
@@ -217,16 +215,15 @@ async def resume_experiment(
     principal: Principal = Depends(builder),
     runtime: Runtime = Depends(get_runtime),
 ):
-    """Run or resume an experiment in the background (items already done are skipped)."""
+    """Run or resume an experiment as a background job (items already done are skipped)."""
+    start_in_background(runtime, principal, experiment_id)
     with runtime.db.session() as session:
-        public = service.to_public(
+        return service.to_public(
             session,
             service.get_or_raise(
                 session, project_id=principal.project_id, experiment_id=experiment_id
             ),
         )
-    start_in_background(runtime, principal, experiment_id)
-    return public
 
 
 @router.get(

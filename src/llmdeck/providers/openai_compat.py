@@ -285,7 +285,9 @@ class _KeepAlivePool:
     def close(self) -> None:
         idle, self.idle = self.idle, []
         for _, writer in idle:
-            writer.close()
+            # A pool made on another loop that is gone (the job worker's): nothing to flush.
+            with contextlib.suppress(RuntimeError):
+                writer.close()
 
 
 def _json(text: str) -> dict[str, Any]:
