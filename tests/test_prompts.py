@@ -4,6 +4,7 @@ gateway's `prompt:NAME@LABEL`, the SDK's cached fetch, and fetch latency."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from llmdeck.core.errors import InvalidRequest, NotFound, PermissionDenied
 from llmdeck.identity import service as identity
 from llmdeck.prompts import service
+from llmdeck.prompts.cache import PromptCache, cache_for
 from llmdeck.prompts.rendering import render_text
 from llmdeck.prompts.schemas import Message, PromptVersionCreate
 from tests.test_evals_support import add_model, echo_upstream
@@ -158,20 +160,20 @@ def test_api_labels_diff_render_and_fast_fetch() -> None:
             assert bad.status_code == 400 and "q" in bad.json()["error"]["message"]
             listed = (await c.get("/api/prompts")).json()["data"]
             assert listed[0]["labels"] == {"production": 2} and listed[0]["latest_version"] == 2
-            # The server's work for a fetch by label takes under 5 ms at p99. (Whole HTTP
-            # round trips are measured in bench/evals; on this shared 2-core machine they are
-            # dominated by other processes' load.)
-            project = gw.runtime.db
-            timings = []
-            with project.session() as session:
+            # The server's work for a fetch by label takes under 5 ms at p99, a few misses
+            # included. (Whole HTTP round trips are measured in bench/evals; on this shared
+            # 2-core machine they are dominated by other processes' load.)
+            cache = cache_for(gw.runtime.db)
+            with gw.runtime.db.session() as session:
                 pid = identity.get_project_by_name_or_raise(session, name="default").id
-                for i in range(400):
-                    if i % 100 == 0:
-                        service._changed()  # include uncached fetches in the sample
-                    started = time.perf_counter()
-                    got = service.fetch(session, project_id=pid, name="qa", label="production")
-                    timings.append((time.perf_counter() - started) * 1000)
-            assert got.version == 2
+            timings = []
+            for i in range(400):
+                if i % 100 == 0:
+                    cache.clear()  # include uncached fetches in the sample
+                started = time.perf_counter()
+                body = await cache.fetch(pid, "qa", "production", None)
+                timings.append((time.perf_counter() - started) * 1000)
+            assert json.loads(body)["version"] == 2
             timings.sort()
             p99 = timings[int(len(timings) * 0.99) - 1]
             print(f"prompt fetch (server work) p50 {timings[200]:.3f} ms, p99 {p99:.3f} ms")
@@ -202,3 +204,46 @@ def test_sdk_client_caches_with_ttl(live_server) -> None:
     client.get("sdk")
     assert client.fetches == 2  # expired, fetched again
     client.close()
+
+
+def test_fetch_cache_sees_changes_here_at_once_and_elsewhere_within_half_a_second(db) -> None:
+    """A label moved in this process shows on the next fetch; one moved by another process
+    (its commit carries no in-process signal here) within 2 * CHECK_INTERVAL."""
+    cache = PromptCache(db, check_interval=0.2)
+    with db.session() as session:
+        pid = identity.get_project_by_name_or_raise(session, name="default").id
+        for text in ("one", "two", "three"):
+            service.create_version(
+                session,
+                project_id=pid,
+                name="p",
+                data=PromptVersionCreate(messages=[Message(role="user", content=text)]),
+                role="admin",
+            )
+        prompt = service.get_by_name_or_raise(session, project_id=pid, name="p")
+        service.set_label(session, prompt=prompt, label="production", version=1, role="admin")
+
+    async def version() -> int:
+        return json.loads(await cache.fetch(pid, "p", "production", None))["version"]
+
+    def move(to: int, *, elsewhere: bool) -> None:
+        with db.session() as session:
+            prompt = service.get_by_name_or_raise(session, project_id=pid, name="p")
+            service.set_label(session, prompt=prompt, label="production", version=to, role="admin")
+            if elsewhere:
+                session.info.pop(service.CHANGED_FLAG)  # as if committed by another process
+
+    async def scenario():
+        assert await version() == 1
+        move(2, elsewhere=False)
+        assert await version() == 2  # at once
+        move(3, elsewhere=True)
+        assert await version() == 2  # still the cached answer for a moment
+        started = time.monotonic()
+        while await version() != 3:
+            assert time.monotonic() - started < 0.4 + 0.2, "not seen within 2 * CHECK_INTERVAL"
+            await asyncio.sleep(0.01)
+        with pytest.raises(NotFound):
+            await cache.fetch(pid, "p", "nope", None)
+
+    asyncio.run(scenario())

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
 from llmdeck.identity.schemas import Principal
 from llmdeck.prompts import chains, service
+from llmdeck.prompts.cache import cache_for
 from llmdeck.prompts.schemas import (
     NAME,
     LabelMove,
@@ -65,18 +68,40 @@ def create_prompt_version(
     return service.version_public(prompt, row, service.labels(session, prompt=prompt))
 
 
+async def known_caller(
+    request: Request,
+    authorization: str | None = Header(default=None, include_in_schema=False),
+    x_llmdeck_project: str | None = Header(
+        default=None, description="Project to act in, for keys valid in every project."
+    ),
+) -> Principal:
+    """The caller, as the gateway knows it: a key seen in the last moment is not looked up
+    again (no thread hop, no database), and a key revoked in this process is refused at once."""
+    runtime = request.app.state.runtime
+    digest = hashlib.sha256((authorization or "").encode()).hexdigest()
+    return await runtime.gateway.directory.principal(
+        digest,
+        x_llmdeck_project,
+        lambda: get_principal(request, authorization, x_llmdeck_project),
+    )
+
+
 @router.get("/{name}", operation_id="get_prompt", response_model=PromptVersionPublic)
-def get_prompt(
+async def get_prompt(
+    request: Request,
     name: str,
     label: str | None = Query(default=None, description="e.g. production; default: latest"),
     version: int | None = Query(default=None, ge=1),
-    principal: Principal = Depends(get_principal),
-    session: Session = Depends(get_session),
+    principal: Principal = Depends(known_caller),
 ):
-    """One version of a prompt, by label or number (the SDK's fetch)."""
-    return service.fetch(
-        session, project_id=principal.project_id, name=name, label=label, version=version
-    )
+    """One version of a prompt, by label or number (the SDK's fetch).
+
+    Answered from memory once fetched: a label moved in this process shows at once, one
+    moved by another server process within half a second (see prompts/cache.py).
+    """
+    cache = cache_for(request.app.state.runtime.db)
+    body = await cache.fetch(principal.project_id, name, label, version)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

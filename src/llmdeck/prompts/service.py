@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import difflib
-import time
 from typing import Any
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from llmdeck.core.db import utcnow
 from llmdeck.core.errors import InvalidRequest, NotFound
 from llmdeck.identity.roles import require
-from llmdeck.prompts.models import Prompt, PromptLabel, PromptVersion
+from llmdeck.prompts.models import Prompt, PromptChanges, PromptLabel, PromptVersion
 from llmdeck.prompts.rendering import messages_variables, render_messages
 from llmdeck.prompts.schemas import (
     PromptPublic,
@@ -24,11 +24,9 @@ from llmdeck.prompts.schemas import (
 
 PRODUCTION = "production"
 LATEST = "latest"
-# Fetches by label are the hot path (every app start, every SDK cache miss): answers are kept
-# for a second, and dropped at once when this process changes a prompt. Other processes'
-# changes show within the TTL.
-FETCH_TTL = 1.0
-_fetched: dict[tuple, tuple[float, PromptVersionPublic]] = {}
+# Set on a session that changed prompts: after its commit, caches of fetched versions drop
+# what they hold (prompts/cache.py); other processes see the bumped `prompt_changes` counter.
+CHANGED_FLAG = "llmdeck_prompts_changed"
 
 
 def fetch(
@@ -39,26 +37,32 @@ def fetch(
     label: str | None = None,
     version: int | None = None,
 ) -> PromptVersionPublic:
-    """A version as the API and SDK show it, by label or number (cached briefly)."""
-    key = (project_id, name, label, version)
-    hit = _fetched.get(key)
-    if hit is not None and time.monotonic() - hit[0] < FETCH_TTL:
-        return hit[1]
+    """A version as the API and SDK show it, by label or number (the server's route caches
+    this: see prompts/cache.py)."""
     prompt, row = resolve(session, project_id=project_id, name=name, label=label, version=version)
-    public = version_public(prompt, row, labels(session, prompt=prompt))
-    if len(_fetched) > 10_000:
-        _fetched.clear()
-    _fetched[key] = (time.monotonic(), public)
-    return public
+    return version_public(prompt, row, labels(session, prompt=prompt))
 
 
-generation = 0  # bumped on every change, so other caches (the gateway stage) can tell
+generation = 0  # bumped on every change, so in-process caches (the gateway stage) can tell
 
 
-def _changed() -> None:
+def _changed(session: Session, project_id: str) -> None:
+    """Count a change of the project's prompts, in the transaction that makes it."""
     global generation
     generation += 1
-    _fetched.clear()
+    session.info[CHANGED_FLAG] = True
+    bump = (
+        update(PromptChanges)
+        .where(PromptChanges.project_id == project_id)
+        .values(counter=PromptChanges.counter + 1)
+    )
+    if session.execute(bump).rowcount:
+        return
+    try:
+        with session.begin_nested():
+            session.add(PromptChanges(project_id=project_id, counter=1))
+    except IntegrityError:  # another transaction made the row first
+        session.execute(bump)
 
 
 def get_by_name(session: Session, *, project_id: str, name: str) -> Prompt | None:
@@ -210,7 +214,7 @@ def create_version(
     )
     session.add(row)
     session.flush()
-    _changed()
+    _changed(session, prompt.project_id)
     for label in data.labels:
         set_label(session, prompt=prompt, label=label, version=number, role=role, author=author)
     return row
@@ -237,7 +241,7 @@ def set_label(
     row.version_id, row.updated_by = target.id, author
     row.updated_at = utcnow()
     session.flush()
-    _changed()
+    _changed(session, prompt.project_id)
     return row
 
 
@@ -248,7 +252,7 @@ def delete_label(session: Session, *, prompt: Prompt, label: str, role: str) -> 
         raise NotFound(f"Prompt {prompt.name!r} has no label {label!r}.", param="label")
     session.delete(row)
     session.flush()
-    _changed()
+    _changed(session, prompt.project_id)
 
 
 def render(
