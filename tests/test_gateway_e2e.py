@@ -221,6 +221,22 @@ def test_body_that_is_not_json_is_400(live_server: LiveServer, project_key: str)
     )
 
 
+def test_oversized_body_is_refused_with_a_clear_error(
+    live_server: LiveServer, project_key: str
+) -> None:
+    content = b'{"model": "smollm2-135m", "messages": [{"role": "user", "content": "'
+    content += b"x" * (17 * 2**20) + b'"}]}'
+    response = httpx.post(
+        f"{live_server.url}/v1/chat/completions",
+        content=content,
+        headers={"Authorization": f"Bearer {project_key}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "request_too_large" and "16 MiB" in error["message"]
+
+
 def test_prompt_longer_than_context_window_is_400(
     live_server: LiveServer, project_key: str
 ) -> None:

@@ -12,10 +12,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmdeck import __version__, console
 from llmdeck.catalog.pages import pages as catalog_pages
 from llmdeck.catalog.router import router as catalog_router
-from llmdeck.core.errors import InvalidRequest, LLMDeckError, RateLimited
+from llmdeck.core.errors import LLMDeckError, invalid_fields
 from llmdeck.core.settings import Settings, get_settings
 from llmdeck.evals.pages import pages as evals_pages
 from llmdeck.evals.router import router as evals_router
+from llmdeck.gateway import fastpath
 from llmdeck.gateway.api import router as gateway_config_router
 from llmdeck.gateway.pages import pages as gateway_pages
 from llmdeck.gateway.router import router as gateway_router
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.runtime.stop()
 
-    app = FastAPI(
+    app = _App(
         title="llmdeck",
         version=__version__,
         description="LLMOps platform: REST API (/api) and OpenAI-compatible gateway (/v1).",
@@ -100,25 +101,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+class _App(FastAPI):
+    """The app, with the gateway's hot endpoints served in front of the framework."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and fastpath.serves(scope):
+            await fastpath.serve(self.state.runtime, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LLMDeckError)
     async def llmdeck_error(request: Request, exc: LLMDeckError) -> Response:
         if console.wants_html(request):
             return await console.error_page(request, exc.status_code, exc.message)
-        headers = {}
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
-        param = ".".join(loc) or None
-        message = f"Invalid request: {param + ': ' if param else ''}{first.get('msg')}."
-        error = InvalidRequest(message, param=param, code="invalid_value")
+        error = invalid_fields(exc.errors())
         if console.wants_html(request):
-            return await console.error_page(request, 400, message)
+            return await console.error_page(request, 400, error.message)
         return JSONResponse(error.to_dict(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

@@ -20,6 +20,7 @@ Every error renders as the OpenAI error object, for the gateway and the REST API
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -42,6 +43,10 @@ class LLMDeckError(Exception):
                 "code": self.code,
             }
         }
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error's response carries."""
+        return {}
 
 
 class InvalidRequest(LLMDeckError):
@@ -82,6 +87,11 @@ class RateLimited(LLMDeckError):
         super().__init__(message, code=code)
         self.retry_after = retry_after
 
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
 
 class MissingDependency(LLMDeckError):
     """An optional dependency is absent; the message names the `pip install` that fixes it."""
@@ -105,3 +115,12 @@ class CircuitOpen(UpstreamError):
     """Every deployment behind a model is failing; calls fail fast until a probe succeeds."""
 
     status_code = 503
+
+
+def invalid_fields(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
+    """The first of pydantic's validation errors as an InvalidRequest that names the field."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    param = ".".join(loc) or None
+    message = f"Invalid request: {param + ': ' if param else ''}{first.get('msg')}."
+    return InvalidRequest(message, param=param, code="invalid_value")

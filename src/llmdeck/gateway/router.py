@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from llmdeck.catalog import service as catalog
@@ -24,7 +24,7 @@ from llmdeck.gateway.schemas import (
     ModelList,
 )
 from llmdeck.gateway.service import chat_call, embedding_call, join_trace
-from llmdeck.identity.deps import get_principal, get_session
+from llmdeck.identity.deps import authenticate_header, get_principal, get_session
 from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import ChatChunk
@@ -34,6 +34,19 @@ router = APIRouter(prefix="/v1", tags=["gateway"])
 TRACE_HEADER = "x-llmdeck-trace-id"
 
 
+async def authenticate(
+    runtime: Runtime, authorization: str | None, project: str | None
+) -> Principal:
+    """The caller behind a bearer key, who must be a builder or above. A key seen in the
+    last moment is not looked up again: the hot path stays off the database."""
+    digest = hashlib.sha256((authorization or "").encode()).hexdigest()
+    principal = await runtime.gateway.directory.principal(
+        digest, project, lambda: authenticate_header(runtime.db, authorization, project)
+    )
+    require(principal.role, "builder", "call models")
+    return principal
+
+
 async def call_models(
     request: Request,
     authorization: str | None = Header(default=None, include_in_schema=False),
@@ -41,15 +54,7 @@ async def call_models(
         default=None, description="Project to act in, for keys valid in every project."
     ),
 ) -> Principal:
-    """The caller, who must be a builder or above; a key seen in the last moment is not
-    looked up again (the gateway's hot path stays off the database and the thread pool)."""
-    directory = request.app.state.runtime.gateway.directory
-    digest = hashlib.sha256((authorization or "").encode()).hexdigest()
-    principal = await directory.principal(
-        digest, x_llmdeck_project, lambda: get_principal(request, authorization, x_llmdeck_project)
-    )
-    require(principal.role, "builder", "call models")
-    return principal
+    return await authenticate(request.app.state.runtime, authorization, x_llmdeck_project)
 
 
 @router.post(
@@ -65,11 +70,43 @@ async def create_chat_completion(
     x_llmdeck_cache: str | None = Header(
         default=None, description="`off` answers without the response cache."
     ),
-):
+) -> Response:
     """Create a chat completion; with `stream` true, as server-sent events."""
-    runtime: Runtime = request.app.state.runtime
-    call = chat_call(principal, body, source="gateway", cache=x_llmdeck_cache)
-    join_trace(call, request.headers.get("traceparent"))
+    return await chat_completion(
+        request.app.state.runtime,
+        principal,
+        body,
+        cache=x_llmdeck_cache,
+        traceparent=request.headers.get("traceparent"),
+    )
+
+
+@router.post("/embeddings", operation_id="create_embeddings", response_model=EmbeddingResponse)
+async def create_embeddings(
+    body: EmbeddingRequest,
+    request: Request,
+    principal: Principal = Depends(call_models),
+) -> Response:
+    """Embed a string or a list of strings."""
+    return await embeddings(
+        request.app.state.runtime,
+        principal,
+        body,
+        traceparent=request.headers.get("traceparent"),
+    )
+
+
+async def chat_completion(
+    runtime: Runtime,
+    principal: Principal,
+    body: ChatCompletionRequest,
+    *,
+    cache: str | None,
+    traceparent: str | None,
+) -> Response:
+    """The answer to a chat completion request (the route and gateway/fastpath.py share it)."""
+    call = chat_call(principal, body, source="gateway", cache=cache)
+    join_trace(call, traceparent)
     headers = {TRACE_HEADER: call.trace_id}
     created = int(time.time())
     completion_id = f"chatcmpl-{call.span_id}"
@@ -103,6 +140,26 @@ async def create_chat_completion(
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     events = _sse(stream, first, completion_id, created, body.model, include_usage)
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+async def embeddings(
+    runtime: Runtime, principal: Principal, body: EmbeddingRequest, *, traceparent: str | None
+) -> Response:
+    """The answer to an embeddings request (the route and gateway/fastpath.py share it)."""
+    call = embedding_call(principal, body.model, body.input, source="gateway")
+    join_trace(call, traceparent)
+    result = await runtime.gateway.embed(call)
+    encode = _base64_floats if body.encoding_format == "base64" else list
+    payload = {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode(vector)}
+            for i, vector in enumerate(result.vectors)
+        ],
+        "model": body.model,
+        "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens},
+    }
+    return JSONResponse(payload, headers={TRACE_HEADER: call.trace_id})
 
 
 async def _sse(
@@ -151,30 +208,6 @@ async def _sse(
         }
         yield f"data: {json.dumps(usage)}\n\n"
     yield "data: [DONE]\n\n"
-
-
-@router.post("/embeddings", operation_id="create_embeddings", response_model=EmbeddingResponse)
-async def create_embeddings(
-    body: EmbeddingRequest,
-    request: Request,
-    principal: Principal = Depends(call_models),
-):
-    """Embed a string or a list of strings."""
-    runtime: Runtime = request.app.state.runtime
-    call = embedding_call(principal, body.model, body.input, source="gateway")
-    join_trace(call, request.headers.get("traceparent"))
-    result = await runtime.gateway.embed(call)
-    encode = _base64_floats if body.encoding_format == "base64" else list
-    payload = {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": encode(vector)}
-            for i, vector in enumerate(result.vectors)
-        ],
-        "model": body.model,
-        "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens},
-    }
-    return JSONResponse(payload, headers={TRACE_HEADER: call.trace_id})
 
 
 @router.get("/models", operation_id="list_gateway_models", response_model=ModelList)

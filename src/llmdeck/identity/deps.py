@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
+from llmdeck.core.db import Database
 from llmdeck.core.errors import AuthenticationFailed
 from llmdeck.identity import service
 from llmdeck.identity.roles import require
@@ -31,6 +32,11 @@ def get_principal(
     ),
 ) -> Principal:
     """The caller behind the bearer API key."""
+    return authenticate_header(get_runtime(request).db, authorization, x_llmdeck_project)
+
+
+def authenticate_header(db: Database, authorization: str | None, project: str | None) -> Principal:
+    """The caller behind an `Authorization: Bearer <key>` header value."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AuthenticationFailed(
             "Missing API key: send `Authorization: Bearer <key>`. "
@@ -38,8 +44,8 @@ def get_principal(
             code="missing_api_key",
         )
     secret = authorization[7:].strip()
-    with get_runtime(request).db.session() as session:
-        return service.authenticate_key(session, secret=secret, project_name=x_llmdeck_project)
+    with db.session() as session:
+        return service.authenticate_key(session, secret=secret, project_name=project)
 
 
 def requires(role: str, action: str):
