@@ -94,6 +94,52 @@ class Settings(BaseSettings):
         "sets no max_tokens (reconciled with the real count afterwards).",
     )
 
+    otlp_max_in_flight: int = Field(
+        default=8,
+        description="OTLP batches stored at once; more wait for a slot, then are refused "
+        "with 503 and Retry-After (senders retry those).",
+    )
+    otlp_admission_wait: float = Field(
+        default=2.0, description="Seconds an OTLP batch waits for a free slot before 503."
+    )
+    otlp_retry_after: int = Field(
+        default=1, description="Seconds refused OTLP senders are told to wait (Retry-After)."
+    )
+    otlp_max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, description="Largest OTLP request body accepted, in bytes."
+    )
+    otlp_key_ttl: float = Field(
+        default=2.0,
+        description="Seconds the OTLP receiver reuses an API key check; a key revoked in "
+        "another process is refused within this time (in this process, at once).",
+    )
+    alert_interval: float = Field(
+        default=60.0, description="Seconds between evaluations of the alert rules."
+    )
+    purge_interval: float = Field(
+        default=3600.0, description="Seconds between purges of data past its retention."
+    )
+    drift_interval: float = Field(
+        default=3600.0,
+        description="Seconds between scheduled drift reports of each project (0 turns them "
+        "off; reports can still be made on demand).",
+    )
+    drift_min_calls: int = Field(
+        default=20,
+        description="Model calls a project needs in each of the drift windows (recent and "
+        "baseline) to get a scheduled drift report.",
+    )
+    drift_recent_hours: float = Field(
+        default=24.0, description="Hours of recent calls a scheduled drift report examines."
+    )
+    drift_baseline_days: float = Field(
+        default=7.0,
+        description="Days before the recent window that scheduled drift reports compare with.",
+    )
+    drift_embedding_model: str = Field(
+        default="minilm-l6", description="Embedding model alias scheduled drift reports use."
+    )
+
     job_lease: float = Field(
         default=30.0,
         description="Seconds a running job's worker may go without a heartbeat before another "

@@ -201,14 +201,6 @@ _INDEXED_PREFIXES = (
 )
 
 
-def _first(attrs: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        value = attrs.get(key)
-        if value is not None and value != "":
-            return value
-    return None
-
-
 def _as_int(value: Any) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -300,8 +292,7 @@ def _kind(attrs: dict[str, Any], model: Any) -> str:
     return "span"
 
 
-def _tags(attrs: dict[str, Any]) -> list[str] | None:
-    value = _first(attrs, "tag.tags", "llmdeck.tags", "langfuse.trace.tags")
+def _tags(value: Any) -> list[str] | None:
     value = _maybe_json(value)
     if isinstance(value, str):
         value = [t.strip() for t in value.split(",") if t.strip()]
@@ -314,22 +305,60 @@ def _time(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC)
 
 
+# Which span field each known attribute feeds, and its rank among the keys that feed it (the
+# first present, non-empty one wins). One pass over a span's attributes reads them all.
+_MODEL, _PROVIDER, _IN_TOKENS, _OUT_TOKENS, _COST, _TTFT, _TTFT_S = range(7)
+_SESSION, _USER, _TAGS, _INPUT, _OUTPUT = range(7, 12)
+_FIELD_KEYS: tuple[tuple[str, ...], ...] = (
+    ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name", "embedding.model_name"),
+    ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
+    ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
+    ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion"),
+    ("llmdeck.cost", "gen_ai.usage.cost", "llm.cost.total"),
+    ("llmdeck.ttft_ms",),
+    ("gen_ai.server.time_to_first_token",),
+    ("session.id", "llmdeck.session_id", "gen_ai.conversation.id"),
+    ("user.id", "enduser.id", "llmdeck.user_id"),
+    ("tag.tags", "llmdeck.tags", "langfuse.trace.tags"),
+    _INPUT_KEYS,
+    _OUTPUT_KEYS,
+)
+_FIELDS: dict[str, tuple[int, int]] = {
+    key: (slot, rank) for slot, keys in enumerate(_FIELD_KEYS) for rank, key in enumerate(keys)
+}
+_NO_RANK = len(max(_FIELD_KEYS, key=len))
+
+
+def _read(attrs: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """The value of each field slot, and the content keys to move out of the attributes."""
+    found: list[Any] = [None] * len(_FIELD_KEYS)
+    ranks = [_NO_RANK] * len(_FIELD_KEYS)
+    content: list[str] = []
+    fields = _FIELDS
+    for key, value in attrs.items():
+        slot = fields.get(key)
+        if slot is None:
+            if key.startswith(_INDEXED_PREFIXES):
+                content.append(key)
+            continue
+        index, rank = slot
+        if index >= _INPUT:
+            content.append(key)
+        if value is not None and value != "" and rank < ranks[index]:
+            found[index] = value
+            ranks[index] = rank
+    return found, content
+
+
 def to_record(raw: RawSpan, *, project_id: str, api_key_id: str | None) -> SpanRecord:
     """One OTLP span as an llmdeck span, following GenAI and OpenInference conventions."""
     attrs = raw.attributes
-    model = _first(
-        attrs,
-        "gen_ai.response.model",
-        "gen_ai.request.model",
-        "llm.model_name",
-        "embedding.model_name",
-    )
-    provider = _first(attrs, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+    found, content = _read(attrs)
+    model = found[_MODEL]
+    provider = found[_PROVIDER]
     ev_prompt, ev_completion, ev_error = _event_content(raw.events) if raw.events else (None,) * 3
-    # One pass tells which keys are content; most spans have none of the flattened lists.
-    content = {k for k in attrs if k in _CONTENT_KEYS or k.startswith(_INDEXED_PREFIXES)}
-    indexed = bool(content.difference(_CONTENT_KEYS))
-    prompt = _first(attrs, *_INPUT_KEYS) if content else None
+    indexed = len(content) > sum(1 for k in content if k in _CONTENT_KEYS)
+    prompt = found[_INPUT]
     prompt = _maybe_json(prompt) if prompt is not None else None
     if prompt is None:
         prompt = (
@@ -339,7 +368,7 @@ def to_record(raw: RawSpan, *, project_id: str, api_key_id: str | None) -> SpanR
                 or _indexed_messages(attrs, "llm.input_messages.")
             )
         ) or ev_prompt
-    completion = _first(attrs, *_OUTPUT_KEYS) if content else None
+    completion = found[_OUTPUT]
     completion = _maybe_json(completion) if completion is not None else None
     if completion is None:
         completion = (
@@ -349,16 +378,24 @@ def to_record(raw: RawSpan, *, project_id: str, api_key_id: str | None) -> SpanR
                 or _indexed_messages(attrs, "llm.output_messages.")
             )
         ) or ev_completion
-    kept = {k: v for k, v in attrs.items() if k not in content} if content else dict(attrs)
+    # The attribute dict is this span's own (made by the parser): content moves out of it.
+    kept = attrs
+    for key in content:
+        del kept[key]
     kept["source"] = "otlp"
     service = raw.resource.get("service.name")
     if service:
         kept["service.name"] = service
     error = raw.status_message or ev_error if raw.status_code == 2 else None
-    ttft = _as_float(_first(attrs, "llmdeck.ttft_ms"))
-    if ttft is None and (seconds := _as_float(attrs.get("gen_ai.server.time_to_first_token"))):
+    ttft = _as_float(found[_TTFT])
+    if ttft is None and (seconds := _as_float(found[_TTFT_S])):
         ttft = seconds * 1000
-    end_ns = raw.end_ns or raw.start_ns
+    start_ns = raw.start_ns
+    end_ns = raw.end_ns or start_ns
+    started = _time(start_ns)
+    session = found[_SESSION]
+    user = found[_USER]
+    tags = found[_TAGS]
     return SpanRecord(
         project_id=project_id,
         trace_id=raw.trace_id,
@@ -371,37 +408,17 @@ def to_record(raw: RawSpan, *, project_id: str, api_key_id: str | None) -> SpanR
         provider=str(provider)[:50] if provider is not None else None,
         input=prompt,
         output=_text(completion),
-        input_tokens=_as_int(
-            _first(
-                attrs,
-                "gen_ai.usage.input_tokens",
-                "gen_ai.usage.prompt_tokens",
-                "llm.token_count.prompt",
-            )
-        ),
-        output_tokens=_as_int(
-            _first(
-                attrs,
-                "gen_ai.usage.output_tokens",
-                "gen_ai.usage.completion_tokens",
-                "llm.token_count.completion",
-            )
-        ),
-        cost=_as_float(_first(attrs, "llmdeck.cost", "gen_ai.usage.cost", "llm.cost.total")),
-        latency_ms=max(0.0, (end_ns - raw.start_ns) / 1e6),
+        input_tokens=_as_int(found[_IN_TOKENS]),
+        output_tokens=_as_int(found[_OUT_TOKENS]),
+        cost=_as_float(found[_COST]),
+        latency_ms=max(0.0, (end_ns - start_ns) / 1e6),
         ttft_ms=ttft,
         status="error" if raw.status_code == 2 else "ok",
         error=str(error) if error else None,
         attributes=kept,
-        started_at=_time(raw.start_ns),
-        ended_at=_time(end_ns),
-        session_id=_str_or_none(
-            _first(attrs, "session.id", "llmdeck.session_id", "gen_ai.conversation.id")
-        ),
-        user_id=_str_or_none(_first(attrs, "user.id", "enduser.id", "llmdeck.user_id")),
-        tags=_tags(attrs),
+        started_at=started,
+        ended_at=_time(end_ns) if end_ns != start_ns else started,
+        session_id=str(session)[:200] if session is not None else None,
+        user_id=str(user)[:200] if user is not None else None,
+        tags=_tags(tags) if tags is not None else None,
     )
-
-
-def _str_or_none(value: Any) -> str | None:
-    return str(value)[:200] if value is not None else None

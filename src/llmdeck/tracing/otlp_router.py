@@ -1,30 +1,52 @@
-"""The OTLP/HTTP receiver: POST /v1/traces, in protobuf or JSON, authenticated by API key."""
+"""The OTLP/HTTP receiver: POST /v1/traces, in protobuf or JSON, authenticated by API key.
+
+Exporters post a batch every few milliseconds, so the route does its work in one place: the
+raw body is read on the event loop, and everything that costs CPU or touches the database
+(the key check when it is not cached, decompressing, parsing, mapping, storing) runs in one
+worker thread per batch, answered once the batch is committed.
+"""
 
 from __future__ import annotations
 
 import gzip
 import zlib
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from llmdeck.core.db import Database
 from llmdeck.core.errors import InvalidRequest
-from llmdeck.identity.deps import requires
+from llmdeck.identity.deps import get_principal
+from llmdeck.identity.keycache import KeyCache
+from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
 from llmdeck.tracing import ingest, otlp
 
 router = APIRouter(prefix="/v1", tags=["tracing"])
-send_traces = requires("builder", "send traces")
 PROTOBUF = "application/x-protobuf"
+# An empty ExportTraceServiceResponse (no partial_success) is zero bytes in protobuf.
+_EMPTY_PROTOBUF_RESPONSE = b""
 
 
 def gate_of(request: Request) -> ingest.IngestGate:
-    """The app's ingestion gate, made on first use."""
+    """The app's ingestion gate, made on first use with the configured bounds."""
     gate = getattr(request.app.state, "otlp_gate", None)
     if gate is None:
-        gate = request.app.state.otlp_gate = ingest.IngestGate()
+        settings = request.app.state.runtime.settings
+        gate = request.app.state.otlp_gate = ingest.IngestGate(
+            settings.otlp_max_in_flight, settings.otlp_admission_wait
+        )
     return gate
+
+
+def _keys_of(request: Request) -> KeyCache:
+    keys = getattr(request.app.state, "otlp_keys", None)
+    if keys is None:
+        keys = request.app.state.otlp_keys = KeyCache(
+            request.app.state.runtime.settings.otlp_key_ttl
+        )
+    return keys
 
 
 def _decompress(body: bytes, encoding: str) -> bytes:
@@ -40,6 +62,21 @@ def _decompress(body: bytes, encoding: str) -> bytes:
     raise InvalidRequest(f"Content-Encoding {encoding!r} is not supported; use gzip.")
 
 
+def _busy(retry_after: int) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": {
+                "message": "The trace receiver is busy; retry after the given seconds.",
+                "type": "overloaded_error",
+                "param": None,
+                "code": "ingestion_busy",
+            }
+        },
+        status_code=503,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 @router.post(
     "/traces",
     operation_id="export_traces",
@@ -48,52 +85,62 @@ def _decompress(body: bytes, encoding: str) -> bytes:
         503: {"description": "Too many batches in flight; retry after Retry-After seconds."},
     },
 )
-async def export_traces(request: Request, principal: Principal = Depends(send_traces)) -> Response:
+async def export_traces(
+    request: Request,
+    authorization: str | None = Header(default=None, include_in_schema=False),
+    x_llmdeck_project: str | None = Header(
+        default=None, description="Project to act in, for keys valid in every project."
+    ),
+) -> Response:
     """Receive OpenTelemetry spans (OTLP/HTTP); answered once they are stored."""
+    runtime = request.app.state.runtime
+    settings = runtime.settings
+    keys = _keys_of(request)
+    principal = keys.get(authorization, x_llmdeck_project)  # only keys that passed below
+    if principal is None:
+        principal = await run_in_threadpool(
+            _authenticate, request, authorization, x_llmdeck_project, keys
+        )
     body = await request.body()
-    if len(body) > ingest.MAX_BODY_BYTES:
-        raise InvalidRequest("The batch is larger than 32 MiB; send smaller batches.")
-    body = _decompress(body, request.headers.get("content-encoding", "").lower().strip())
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_json = content_type == "application/json"
+    if len(body) > settings.otlp_max_body_bytes:
+        limit = settings.otlp_max_body_bytes // (1024 * 1024)
+        raise InvalidRequest(f"The batch is larger than {limit} MiB; send smaller batches.")
     if not is_json and content_type not in (PROTOBUF, "application/protobuf", ""):
         raise InvalidRequest(
             f"Content-Type {content_type!r} is not OTLP; send {PROTOBUF} or application/json."
         )
+    encoding = request.headers.get("content-encoding", "").lower().strip()
     gate = gate_of(request)
     if not gate.try_acquire() and not await run_in_threadpool(gate.acquire):
-        return JSONResponse(
-            {
-                "error": {
-                    "message": "The trace receiver is busy; retry after the given seconds.",
-                    "type": "overloaded_error",
-                    "param": None,
-                    "code": "ingestion_busy",
-                }
-            },
-            status_code=503,
-            headers={"Retry-After": str(ingest.RETRY_AFTER)},
-        )
+        return _busy(settings.otlp_retry_after)
     try:
-        count = await run_in_threadpool(
-            _store, request.app.state.runtime.db, body, is_json, principal
-        )
+        await run_in_threadpool(_store, runtime.db, body, encoding, is_json, principal)
     finally:
         gate.release()
-    del count
     if is_json:
         return JSONResponse({})
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceResponse,
-    )
-
-    return Response(ExportTraceServiceResponse().SerializeToString(), media_type=PROTOBUF)
+    return Response(_EMPTY_PROTOBUF_RESPONSE, media_type=PROTOBUF)
 
 
-def _store(db, body: bytes, is_json: bool, principal: Principal) -> int:
+def _authenticate(
+    request: Request, authorization: str | None, project: str | None, keys: KeyCache
+) -> Principal:
+    principal = get_principal(request, authorization, project)
+    require(principal.role, "builder", "send traces")
+    keys.put(authorization, project, principal)
+    return principal
+
+
+def _store(db: Database, body: bytes, encoding: str, is_json: bool, principal: Principal) -> int:
+    """Decompress, parse, map and store one batch; the number of spans received."""
+    body = _decompress(body, encoding)
     raw = otlp.parse_json(body) if is_json else otlp.parse_protobuf(body)
+    project_id, api_key_id = principal.project_id, principal.api_key_id
+    to_record = otlp.to_record
     records = [
-        otlp.to_record(span, project_id=principal.project_id, api_key_id=principal.api_key_id)
+        to_record(span, project_id=project_id, api_key_id=api_key_id)
         for span in raw
         if span.trace_id and span.span_id
     ]
