@@ -205,6 +205,44 @@ def test_requests_explorer_shows_new_requests_without_reload(page, server) -> No
     sync_api.expect(page.get_by_role("alert")).to_contain_text("does not exist")
 
 
+def test_explorer_adds_selected_requests_to_a_dataset(page, server, upstream) -> None:
+    upstream.default = {"kind": "ok", "text": "Picked answer."}
+    questions = ("First picked question?", "Second picked question?", "Not this one?")
+    with server.client() as api:
+        model = {"alias": "pick-up", "upstream_name": "pick-up", "base_url": upstream.url}
+        api.post("/api/models", json=model).raise_for_status()
+        for q in questions:
+            body = {"model": "pick-up", "messages": [{"role": "user", "content": q}]}
+            api.post("/v1/chat/completions", json=body).raise_for_status()
+    sign_in(page)
+    page.goto("/requests?model=pick-up")
+    rows = page.locator("#request-rows tr[data-trace-id]")
+    sync_api.expect(rows).to_have_count(3, timeout=10_000)
+    sync_api.expect(page.get_by_role("button", name="Add to dataset")).to_be_disabled()
+    # Select all on the page, then untick one: two remain.
+    page.get_by_label("Select all requests on this page").check()
+    sync_api.expect(page.get_by_text("3 requests selected")).to_be_visible()
+    rows.first.get_by_role("checkbox").uncheck()  # newest first: "Not this one?"
+    sync_api.expect(page.get_by_text("2 requests selected")).to_be_visible()
+    picked = [r.get_attribute("data-trace-id") for r in rows.all()[1:]]
+    # The live table refreshes under the selection; the ticks stay.
+    page.wait_for_timeout(2500)
+    for trace_id in picked:
+        sync_api.expect(page.locator(f"tr[data-trace-id='{trace_id}'] input")).to_be_checked()
+    page.get_by_label("or name a new one").fill("picked-in-browser")
+    shot(page, "requests-selected")
+    page.get_by_role("button", name="Add to dataset").click()
+    page.wait_for_url("**/datasets/picked-in-browser?added=2")
+    sync_api.expect(page.get_by_role("status")).to_contain_text("Added 2 requests")
+    table = page.locator("main table")
+    sync_api.expect(table).to_contain_text("First picked question?")
+    sync_api.expect(table).to_contain_text("Second picked question?")
+    sync_api.expect(table).not_to_contain_text("Not this one?")
+    sync_api.expect(table).to_contain_text("Picked answer.")
+    sync_api.expect(table.get_by_role("link", name="trace")).to_have_count(2)
+    shot(page, "dataset-from-requests")
+
+
 def test_api_keys_are_created_shown_once_and_revoked(page, server) -> None:
     sign_in(page)
     page.get_by_role("link", name="API keys").click()

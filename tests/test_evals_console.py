@@ -176,3 +176,123 @@ def test_prompt_editor_experiments_and_review_pages(echo) -> None:
         assert r.status_code == 303
         page = c.get("/review/experts").text
         assert "1 of 2 reviewed" in page and 'id="agreement"' in page
+
+
+def test_explorer_rows_are_added_to_a_dataset(database_url, echo, monkeypatch) -> None:
+    """Tick requests in the explorer, add them to a new or an existing dataset; the same
+    service serves the API and `llmdeck datasets add-traces`. Builders only, with CSRF."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("LLMDECK_MASTER_KEY", "ldk-master-explorer-test")
+    get_settings.cache_clear()
+    app = create_app(get_settings())
+    master = {"Authorization": "Bearer ldk-master-explorer-test"}
+    with TestClient(app, follow_redirects=False) as c:
+        add_user(app, "b@example.com", "builder")
+        add_user(app, "v@example.com", "viewer")
+        model = {"alias": "echo", "upstream_name": "m", "base_url": echo.url}
+        assert c.post("/api/models", json=model, headers=master).status_code == 201
+        trace_ids = []
+        for question in ("What is 2+2?", "Capital of France?", "Largest planet?"):
+            body = {"model": "echo", "messages": [{"role": "user", "content": question}]}
+            r = c.post("/v1/chat/completions", json=body, headers=master)
+            assert r.status_code == 200, r.text
+            trace_ids.append(r.headers["x-llmdeck-trace-id"])
+        app.state.runtime.writer.flush()
+
+        assert sign_in(c, "b@example.com").status_code == 303
+        page = c.get("/requests").text
+        assert 'id="select-all"' in page and 'id="to-dataset"' in page
+        for trace_id in trace_ids:
+            assert f'name="trace_ids" value="{trace_id}" form="to-dataset"' in page
+        token = csrf_of(page)
+        # Two ticked rows into a new dataset.
+        r = c.post(
+            "/datasets/from-requests",
+            data={"csrf_token": token, "trace_ids": trace_ids[:2], "new_dataset": "picked"},
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/datasets/picked?added=2"
+        shown = c.get(r.headers["location"]).text
+        assert "Added 2 requests" in shown and "Version 1 of 1" in shown
+        assert "What is 2+2?" in shown and "Capital of France?" in shown
+        assert "Largest planet?" not in shown
+        with app.state.runtime.db.session() as session:
+            from llmdeck.evals import datasets
+
+            ds = datasets.get_by_name_or_raise(
+                session, project_id=_project_id(session), name="picked"
+            )
+            items = datasets.items(session, dataset=ds)
+            assert [i.expected for i in items] == ["What is 2+2?", "Capital of France?"]  # echo
+            assert [i.meta["trace_id"] for i in items] == trace_ids[:2]
+            assert {i.meta["model"] for i in items} == {"echo"}
+            assert items[0].input["messages"] == [{"role": "user", "content": "What is 2+2?"}]
+        # The dataset is offered in the explorer now; a third row goes into it.
+        page = c.get("/requests").text
+        assert '<option value="picked">picked</option>' in page
+        r = c.post(
+            "/datasets/from-requests",
+            data={"csrf_token": token, "trace_ids": [trace_ids[2]], "dataset": "picked"},
+        )
+        assert r.headers["location"] == "/datasets/picked?added=1"
+        assert "Version 2 of 2" in c.get("/datasets/picked").text
+        # Clear errors, back on the explorer.
+        r = c.post("/datasets/from-requests", data={"csrf_token": token, "dataset": "picked"})
+        assert r.headers["location"].startswith("/requests?") and "error=" in r.headers["location"]
+        r = c.post(
+            "/datasets/from-requests",
+            data={"csrf_token": token, "trace_ids": trace_ids[:1], "new_dataset": "no way!"},
+        )
+        assert "error=" in r.headers["location"] and "usable" in c.get(r.headers["location"]).text
+        r = c.post(
+            "/datasets/from-requests",
+            data={"csrf_token": token, "trace_ids": trace_ids[:1], "dataset": "missing"},
+        )
+        assert "error=" in r.headers["location"]
+        # No CSRF token, no change.
+        r = c.post("/datasets/from-requests", data={"trace_ids": trace_ids, "dataset": "picked"})
+        assert r.status_code == 403
+        # Viewers see no checkboxes and cannot add.
+        c.post("/sign-out", data={"csrf_token": token})
+        assert sign_in(c, "v@example.com").status_code == 303
+        page = c.get("/requests").text
+        assert 'name="trace_ids"' not in page and 'id="to-dataset"' not in page
+        r = c.post(
+            "/datasets/from-requests",
+            data={"csrf_token": csrf_of(page), "trace_ids": trace_ids, "dataset": "picked"},
+        )
+        assert r.status_code == 403
+        # The API endpoint and the CLI use the same service.
+        r = c.post(
+            "/api/datasets/via-api/traces",
+            json={"trace_ids": trace_ids, "create_dataset": True},
+            headers=master,
+        )
+        assert r.status_code == 200 and r.json()["item_count"] == 3, r.text
+        missing = c.post("/api/datasets/nope/traces", json={"trace_ids": trace_ids}, headers=master)
+        assert missing.status_code == 404
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmdeck",
+            "datasets",
+            "add-traces",
+            "via-cli",
+            *trace_ids[1:],
+            "--create",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "version 1 (+2 items)" in cli.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "llmdeck", "datasets", "add-traces", "nope", trace_ids[0]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 1 and "No dataset named 'nope'" in again.stderr

@@ -237,6 +237,30 @@ def datasets_import(
     console.print(f"Dataset [bold]{name}[/bold] is now version {version} (+{len(items)} items).")
 
 
+@datasets.command("add-traces")
+def datasets_add_traces(
+    name: str,
+    trace_ids: list[str] = typer.Argument(..., help="Trace ids, as `llmdeck traces list` shows."),
+    create: bool = typer.Option(False, "--create", help="Make the dataset if it is missing."),
+    expected: bool = typer.Option(
+        True, "--expected/--no-expected", help="Use each answer as the expected output."
+    ),
+    project: str = PROJECT,
+) -> None:
+    """Add recorded requests as items of a new version (input, answer, trace id and model)."""
+    with db_session() as session:
+        dataset, added = ds.add_traces(
+            session,
+            project_id=_project_id(session, project),
+            name=name,
+            trace_ids=trace_ids,
+            use_output_as_expected=expected,
+            create_missing=create,
+        )
+        version = dataset.version
+    console.print(f"Dataset [bold]{name}[/bold] is now version {version} (+{added} items).")
+
+
 @datasets.command("export")
 def datasets_export(
     name: str,

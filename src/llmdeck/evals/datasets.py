@@ -12,12 +12,13 @@ import io
 import json
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from llmdeck.core.errors import Conflict, InvalidRequest, NotFound
 from llmdeck.evals.models import Dataset, DatasetItem
-from llmdeck.evals.schemas import DatasetPublic, ItemCreate, ItemPublic
+from llmdeck.evals.schemas import DatasetCreate, DatasetPublic, ItemCreate, ItemPublic
 from llmdeck.tracing import service as tracing
 
 
@@ -250,12 +251,50 @@ def from_traces(
         if messages:
             variables["messages"] = messages
         prompt = (span.attributes or {}).get("prompt")
+        meta = {"trace_id": trace_id, "model": span.model, **({"prompt": prompt} if prompt else {})}
         out.append(
             ItemCreate(
                 input=variables,
                 expected=span.output if use_output_as_expected else None,
-                metadata={"model": span.model, **({"prompt": prompt} if prompt else {})},
+                metadata=meta,
                 source_trace_id=trace_id,
             )
         )
     return out
+
+
+def add_traces(
+    session: Session,
+    *,
+    project_id: str,
+    name: str,
+    trace_ids: builtins.list[str],
+    use_output_as_expected: bool = True,
+    create_missing: bool = False,
+) -> tuple[Dataset, int]:
+    """Add recorded requests as items of a new version of `name` (made first when
+    `create_missing`); returns the dataset and how many items were added.
+
+    What the explorer's "Add to dataset", the API and `llmdeck datasets add-traces` share.
+    """
+    ids = builtins.list(dict.fromkeys(t.strip() for t in trace_ids if t.strip()))
+    if not ids:
+        raise InvalidRequest("Pick at least one request to add.", param="trace_ids")
+    dataset = get_by_name(session, project_id=project_id, name=name)
+    if dataset is None and not create_missing:
+        get_by_name_or_raise(session, project_id=project_id, name=name)
+    new = from_traces(
+        session, project_id=project_id, trace_ids=ids, use_output_as_expected=use_output_as_expected
+    )
+    if dataset is None:
+        try:
+            DatasetCreate(name=name)  # the same rules as POST /api/datasets
+        except ValidationError:
+            raise InvalidRequest(
+                f"{name!r} is not a usable dataset name: start with a letter or digit, then "
+                "letters, digits, '.', '_' or '-'.",
+                param="name",
+            ) from None
+        dataset = create(session, project_id=project_id, name=name)
+    change(session, dataset=dataset, add=new)
+    return dataset, len(new)

@@ -139,6 +139,7 @@ def dataset_page(
     name: str,
     version: int | None = None,
     error: str = "",
+    added: int = 0,
     viewer: Viewer = Depends(signed_in),
 ):
     with _db(request).session() as session:
@@ -153,6 +154,7 @@ def dataset_page(
         "items": items,
         "version": version or public.version,
         "error": error,
+        "added": added,
         "can_edit": viewer.can("builder"),
     }
     return console_of(request).render(request, "evals/dataset.html", context)
@@ -170,16 +172,44 @@ def add_traces(
     ids = [t for t in trace_ids.replace(",", " ").split() if t]
     try:
         with _db(request).session() as session:
-            dataset = datasets.get_by_name_or_raise(
-                session, project_id=viewer.project.id, name=name
-            )
-            items = datasets.from_traces(
-                session, project_id=viewer.project.id, trace_ids=ids, use_output_as_expected=True
-            )
-            datasets.change(session, dataset=dataset, add=items)
+            datasets.add_traces(session, project_id=viewer.project.id, name=name, trace_ids=ids)
     except LLMDeckError as exc:
-        return RedirectResponse(f"/datasets/{name}?error={quote(exc.message)}", status_code=303)
-    return RedirectResponse(f"/datasets/{name}", status_code=303)
+        return RedirectResponse(
+            f"/datasets/{quote(name)}?error={quote(exc.message)}", status_code=303
+        )
+    return RedirectResponse(f"/datasets/{quote(name)}", status_code=303)
+
+
+@pages.router.post("/datasets/from-requests", dependencies=[Depends(csrf_protected)])
+def add_selected_requests(
+    request: Request,
+    trace_ids: list[str] = Form(default=[]),
+    dataset: str = Form(""),
+    new_dataset: str = Form(""),
+    back: str = Form("/requests"),
+    viewer: Viewer = Depends(signed_in),
+):
+    """The requests explorer's "Add to dataset": the rows ticked there become a new version
+    of the dataset picked (or of a new one, named in the form)."""
+    viewer.require("builder", "change datasets")
+    name = new_dataset.strip() or dataset.strip()
+    back = back if back.startswith("/requests") else "/requests"  # never off-site
+    sep = "&" if "?" in back else "?"
+    if not name:
+        message = "Pick a dataset, or name a new one."
+        return RedirectResponse(f"{back}{sep}error={quote(message)}", status_code=303)
+    try:
+        with _db(request).session() as session:
+            _, added = datasets.add_traces(
+                session,
+                project_id=viewer.project.id,
+                name=name,
+                trace_ids=trace_ids,
+                create_missing=bool(new_dataset.strip()),
+            )
+    except LLMDeckError as exc:
+        return RedirectResponse(f"{back}{sep}error={quote(exc.message)}", status_code=303)
+    return RedirectResponse(f"/datasets/{quote(name)}?added={added}", status_code=303)
 
 
 @pages.router.get("/review")

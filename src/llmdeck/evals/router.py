@@ -112,15 +112,17 @@ def add_traces_to_dataset(
     principal: Principal = Depends(builder),
     session: Session = Depends(get_session),
 ):
-    """Add recorded requests (from the explorer) as items."""
-    dataset = datasets.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
-    new = datasets.from_traces(
+    """Add recorded requests (by trace id, as the explorer lists them) as a new version's
+    items: input from the request, expected output from its answer, the trace id and model
+    in the metadata."""
+    dataset, _ = datasets.add_traces(
         session,
         project_id=principal.project_id,
+        name=name,
         trace_ids=body.trace_ids,
         use_output_as_expected=body.use_output_as_expected,
+        create_missing=body.create_dataset,
     )
-    datasets.change(session, dataset=dataset, add=new)
     return datasets.to_public(session, dataset)
 
 

@@ -31,6 +31,9 @@ class ItemsAdd(BaseModel):
 class TracesAdd(BaseModel):
     trace_ids: list[str] = Field(min_length=1, max_length=1000)
     use_output_as_expected: bool = True
+    create_dataset: bool = Field(
+        default=False, description="Make the dataset first when no dataset has this name."
+    )
 
 
 class ItemPublic(BaseModel):

@@ -43,17 +43,28 @@ def _fingerprint(page: TracePage) -> str:
     return f"{page.data[0].trace_id if page.data else ''}:{digest}"
 
 
+def _dataset_names(session, viewer: Viewer) -> list[str] | None:
+    """Datasets the explorer's "Add to dataset" offers; None when the viewer may not add."""
+    if not viewer.can("builder"):
+        return None
+    from llmdeck.evals import datasets  # evals builds on tracing, not the other way round
+
+    return [d.name for d in datasets.list(session, project_id=viewer.project.id)]
+
+
 @pages.router.get("/requests")
 def requests_page(
     request: Request,
     model: str = "",
     status: str = "",
     cursor: str = "",
+    error: str = "",
     viewer: Viewer = Depends(signed_in),
 ):
     page = _page(request, viewer, model, status, cursor)
     with request.app.state.runtime.db.session() as session:
         aliases = [m.alias for m in catalog.list_models(session, project_id=viewer.project.id)]
+        dataset_names = _dataset_names(session, viewer)
     if model and model not in aliases:
         aliases.append(model)
     context = {
@@ -63,6 +74,9 @@ def requests_page(
         "cursor": cursor,
         "aliases": aliases,
         "statuses": STATUSES,
+        "datasets": dataset_names,
+        "can_select": dataset_names is not None,
+        "error": error,
     }
     return console_of(request).render(request, "tracing/requests.html", context)
 
@@ -85,6 +99,7 @@ def request_rows(
         "fingerprint": fingerprint,
         "filters": {"model": model, "status": status if status in STATUSES else ""},
         "previous": known,
+        "can_select": viewer.can("builder"),
     }
     return console_of(request).render(request, "tracing/_rows.html", context)
 

@@ -68,9 +68,65 @@
     localizeTimes(document);
     const playground = document.getElementById("playground");
     if (playground) initPlayground(playground);
+    const toDataset = document.getElementById("to-dataset");
+    if (toDataset) initRowSelection(toDataset);
   });
   document.addEventListener("htmx:afterSwap", (event) => localizeTimes(event.target));
   // Pages whose session ended: htmx follows HX-Redirect; nothing else to do here.
+
+  // Requests explorer: tick rows (or all rows on the page) and add them to a dataset. The
+  // table body is replaced while polling, so the selection lives here and is re-applied.
+  function initRowSelection(form) {
+    const selected = new Set();
+    const all = document.getElementById("select-all");
+    const button = form.querySelector("#add-to-dataset");
+    const count = form.querySelector("#selected-count");
+    const boxes = () => [...document.querySelectorAll("input[name=trace_ids][form=to-dataset]")];
+
+    function sync() {
+      const list = boxes();
+      list.forEach((box) => {
+        box.checked = selected.has(box.value);
+        box.closest("tr").classList.toggle("is-selected", box.checked);
+      });
+      const ticked = list.filter((box) => box.checked).length;
+      all.checked = list.length > 0 && ticked === list.length;
+      all.indeterminate = ticked > 0 && ticked < list.length;
+      all.disabled = list.length === 0;
+      count.textContent = selected.size
+        ? `${selected.size} request${selected.size === 1 ? "" : "s"} selected`
+        : "Tick requests to add them";
+      button.disabled = selected.size === 0;
+    }
+
+    document.addEventListener("change", (event) => {
+      const box = event.target;
+      if (box === all) {
+        boxes().forEach((b) => (all.checked ? selected.add(b.value) : selected.delete(b.value)));
+      } else if (box.matches("input[name=trace_ids][form=to-dataset]")) {
+        if (box.checked) selected.add(box.value); else selected.delete(box.value);
+      } else {
+        return;
+      }
+      sync();
+    });
+    document.addEventListener("htmx:afterSettle", sync);
+
+    form.addEventListener("submit", (event) => {
+      if (!selected.size) { event.preventDefault(); return; }
+      // Rows that scrolled off the live page are still sent.
+      form.querySelectorAll("input[data-kept]").forEach((el) => el.remove());
+      const shown = new Set(boxes().map((b) => b.value));
+      selected.forEach((id) => {
+        if (shown.has(id)) return;
+        const kept = document.createElement("input");
+        Object.assign(kept, { type: "hidden", name: "trace_ids", value: id });
+        kept.dataset.kept = "";
+        form.appendChild(kept);
+      });
+    });
+    sync();
+  }
 
   // Playground: compare up to three models, each answer streamed as server-sent events.
   function initPlayground(root) {
