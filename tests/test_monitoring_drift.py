@@ -71,7 +71,9 @@ def _seed(db, project_id: str, baseline: list[str], recent: list[str], now: date
 
 
 @pytest.mark.slow
-def test_topic_shift_is_detected_and_a_control_is_not() -> None:
+def test_topic_shift_is_detected_and_a_control_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMDECK_DRIFT_INTERVAL", "0")  # on demand only: no scheduled report
+    get_settings.cache_clear()
     settings = get_settings()
     db = prepare_database(settings)
     rng = random.Random(7)
@@ -122,3 +124,65 @@ def test_topic_shift_is_detected_and_a_control_is_not() -> None:
             "/api/monitoring/drift-reports", headers={"Authorization": f"Bearer {key}"}
         ).json()
         assert [r["id"] for r in listed] == [report["id"]]
+
+
+@pytest.mark.slow
+def test_scheduled_drift_report_fires_an_alert_without_a_manual_call(
+    database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With short intervals the server's own loop reports the topic shift and alerts on it."""
+    import json
+    import time
+
+    from llmdeck.core.settings import Settings
+    from llmdeck.monitoring import alerts, drift
+    from llmdeck.monitoring.schemas import AlertRuleCreate
+    from tests.test_monitoring import _Receiver
+
+    intervals = {"ALERT_INTERVAL": "0.5", "DRIFT_INTERVAL": "3", "DRIFT_MIN_CALLS": "30"}
+    for name, value in intervals.items():
+        monkeypatch.setenv(f"LLMDECK_{name}", value)
+    get_settings.cache_clear()
+    settings: Settings = get_settings()
+    assert (settings.alert_interval, settings.drift_interval) == (0.5, 3.0)
+    db = prepare_database(settings)
+    rng = random.Random(11)
+    pool = COOKING[:]
+    rng.shuffle(pool)
+    now = datetime.now(UTC)
+    receiver = _Receiver(failures=0)
+    try:
+        with db.session() as session:
+            shifted = identity.ensure_project(session, name="shifted")
+            quiet = identity.ensure_project(session, name="quiet")
+            alerts.create_rule(
+                session,
+                settings,
+                project_id=shifted.id,
+                data=AlertRuleCreate(
+                    name="topic drift",
+                    metric="drift_p_value",
+                    comparison="<",
+                    threshold=0.05,
+                    webhook_url=receiver.url,
+                ),
+            )
+        _seed(db, shifted.id, pool[:40], rng.sample(FINANCE, 40), now)
+        _seed(db, quiet.id, pool[:10], rng.sample(FINANCE, 10), now)  # under the floor
+
+        with TestClient(create_app(settings)):  # no request: the loop does it all
+            deadline = time.monotonic() + 180
+            while not receiver.received and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert receiver.received, "no drift alert was delivered"
+        payload = json.loads(receiver.received[0][1])
+        assert payload["state"] == "firing" and payload["rule"]["metric"] == "drift_p_value"
+        assert payload["value"] < 0.05
+        with db.session() as session:
+            (report,) = drift.list_reports(session, project_id=shifted.id)
+            assert report.drifted and report.baseline_count == 40 and report.recent_count == 40
+            assert drift.list_reports(session, project_id=quiet.id) == []
+            # The next round finds the report fresh and makes no other.
+            assert drift.due_projects(session, settings=settings, now=datetime.now(UTC)) == []
+    finally:
+        receiver.close()

@@ -53,7 +53,7 @@ class Runtime:
             settings=settings, db=db, writer=writer, gateway=Gateway(db, settings, writer)
         )
         if background:
-            runtime.monitor = MonitoringLoop(db, settings).start()
+            runtime.monitor = MonitoringLoop(db, settings, runtime=runtime).start()
             runtime.jobs = JobRunner(db, runtime).start()
         return runtime
 

@@ -4,22 +4,26 @@ Inputs are embedded with a model served by the gateway (so the embedding calls a
 and governed like any other), then compared by a kernel two-sample test: the maximum mean
 discrepancy (MMD, Gaussian kernel, median-distance bandwidth) with a permutation p-value.
 Outputs are compared too: their length (Kolmogorov-Smirnov) and the rate of refusals
-(Fisher's exact test).
+(Fisher's exact test). Reports are made on demand, and by the monitoring loop for every
+project with enough traffic, every `drift_interval` seconds (`run_scheduled`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from llmdeck.monitoring.models import DriftReport
 from llmdeck.tracing.models import Span
+
+log = logging.getLogger(__name__)
 
 ALPHA = 0.05
 METHOD = "mmd-rbf-permutation"
@@ -208,3 +212,70 @@ def list_reports(session: Session, *, project_id: str, limit: int = 20) -> list[
             .limit(limit)
         )
     )
+
+
+def _calls_by_project(session: Session, since: datetime, until: datetime) -> dict[str, int]:
+    rows = session.execute(
+        select(Span.project_id, func.count())
+        .where(Span.kind == "llm", Span.started_at >= since, Span.started_at < until)
+        .group_by(Span.project_id)
+    )
+    return {project_id: count for project_id, count in rows}
+
+
+def due_projects(session: Session, *, settings: Any, now: datetime) -> list[str]:
+    """Projects owed a scheduled report: enough calls in both windows, none reported lately."""
+    recent_start = now - timedelta(hours=settings.drift_recent_hours)
+    baseline_start = recent_start - timedelta(days=settings.drift_baseline_days)
+    floor = max(5, settings.drift_min_calls)  # the MMD test needs 5 a side
+    recent = _calls_by_project(session, recent_start, now)
+    baseline = _calls_by_project(session, baseline_start, recent_start)
+    busy = [p for p, n in recent.items() if n >= floor and baseline.get(p, 0) >= floor]
+    if not busy:
+        return []
+    # The newest report of each (on-demand ones count): a restart or a second replica does
+    # not repeat a report made less than an interval ago.
+    last = dict(
+        session.execute(
+            select(DriftReport.project_id, func.max(DriftReport.created_at))
+            .where(DriftReport.project_id.in_(busy))
+            .group_by(DriftReport.project_id)
+        ).all()
+    )
+    due_before = now - timedelta(seconds=settings.drift_interval)
+    return [p for p in busy if last.get(p) is None or _aware(last[p]) <= due_before]
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def run_scheduled(runtime: Any, *, now: datetime | None = None) -> list[DriftReport]:
+    """A drift report for every project that is due one (see `due_projects`)."""
+    from llmdeck.identity import service as identity
+    from llmdeck.identity.schemas import Principal
+
+    settings = runtime.settings
+    now = now or datetime.now(UTC)
+    with runtime.db.session() as session:
+        due = due_projects(session, settings=settings, now=now)
+        names = {p.id: p.name for p in identity.list_projects(session) if p.id in due}
+    reports = []
+    for project_id in due:
+        principal = Principal(
+            project_id=project_id, project_name=names.get(project_id, ""), role="admin"
+        )
+        try:
+            reports.append(
+                await run(
+                    runtime,
+                    principal,
+                    baseline_days=settings.drift_baseline_days,
+                    recent_hours=settings.drift_recent_hours,
+                    embedding_model=settings.drift_embedding_model,
+                    now=now,
+                )
+            )
+        except Exception:  # one project's failure (a missing model) must not stop the rest
+            log.exception("scheduled drift report for project %s failed", project_id)
+    return reports
