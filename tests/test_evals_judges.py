@@ -110,3 +110,51 @@ def test_judge_and_rag_metrics_with_the_bundled_models(echo) -> None:
             assert "A first" in verdict.explanation and "B first" in verdict.explanation
 
     asyncio.run(scenario())
+
+
+def test_bench_stronger_judge_is_a_catalog_model_called_through_the_gateway(upstream) -> None:
+    """bench/evals: BENCH_JUDGE_* registers an OpenAI-compatible judge (here the scripted
+    upstream, always answering yes) and the faithfulness figure is scored through it."""
+    from bench.evals.run import JUDGE_ALIAS, register_judge, score_faithfulness
+    from sqlalchemy import select
+
+    from llmdeck.tracing.models import Span
+
+    upstream.default = {"kind": "ok", "text": "Yes."}
+
+    async def scenario():
+        async with running() as gw:
+            assert register_judge(gw.runtime, env={}) is None  # none configured
+            env = {
+                "BENCH_JUDGE_BASE_URL": upstream.url,
+                "BENCH_JUDGE_MODEL": "strong-judge-1",
+                "BENCH_JUDGE_API_KEY": "sk-bench-judge",
+            }
+            assert register_judge(gw.runtime, env=env) == JUDGE_ALIAS
+            assert register_judge(gw.runtime, env=env) == JUDGE_ALIAS  # idempotent
+            rows = [
+                {
+                    "input": {"question": "Where?", "contexts": [CONTEXT]},
+                    "answer": answer,
+                    "grounded": grounded,
+                }
+                for answer, grounded in (
+                    ("The Eiffel Tower is in Paris.", True),
+                    ("The Eiffel Tower is in Rome.", False),
+                )
+            ]
+            got = await score_faithfulness(
+                gw.runtime, _principal(gw.runtime.db), rows, method="judge", model=JUDGE_ALIAS
+            )
+            # A judge that always says yes cannot tell them apart: chance, honestly reported.
+            assert got["accuracy"] == 0.5 and got["auroc"] == 0.5
+            assert upstream.hits == 2
+            assert {r["model"] for r in upstream.requests} == {"strong-judge-1"}
+            assert upstream.headers[-1]["authorization"] == "Bearer sk-bench-judge"
+            await gw.runtime.gateway.drain()
+            gw.runtime.writer.flush()
+            with gw.runtime.db.session() as session:
+                models = session.scalars(select(Span.model).where(Span.kind == "llm")).all()
+            assert models.count(JUDGE_ALIAS) == 2  # traced like any gateway call
+
+    asyncio.run(scenario())

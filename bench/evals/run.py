@@ -241,10 +241,63 @@ def _auroc(scores: list[float], labels: list[bool]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-async def _faithfulness(runtime, principal) -> str:
+JUDGE_ALIAS = "bench-judge"
+JUDGE_ITEMS = int(os.environ.get("BENCH_JUDGE_ITEMS", "200"))
+
+
+def register_judge(runtime, env: dict[str, str] | None = None) -> str | None:
+    """Register the stronger OpenAI-compatible judge named by `BENCH_JUDGE_BASE_URL`,
+    `BENCH_JUDGE_MODEL` (and `BENCH_JUDGE_API_KEY`) as the catalog model `bench-judge`, so
+    that its calls go through the gateway like every other; None when none is configured."""
+    from llmdeck.catalog import service as catalog
+    from llmdeck.catalog.schemas import ModelCreate
+
+    env = os.environ if env is None else env
+    base_url, model = env.get("BENCH_JUDGE_BASE_URL"), env.get("BENCH_JUDGE_MODEL")
+    if not base_url or not model:
+        return None
+    with runtime.db.session() as session:
+        if catalog.get_by_alias(session, alias=JUDGE_ALIAS) is None:
+            catalog.create(
+                session,
+                settings=runtime.settings,
+                data=ModelCreate(
+                    alias=JUDGE_ALIAS,
+                    upstream_name=model,
+                    base_url=base_url,
+                    api_key=env.get("BENCH_JUDGE_API_KEY") or None,
+                    description="The faithfulness benchmark's judge (BENCH_JUDGE_*).",
+                ),
+            )
+    return JUDGE_ALIAS
+
+
+async def score_faithfulness(
+    runtime, principal, rows: list[dict], *, method: str, model: str
+) -> dict[str, float]:
+    """Accuracy (score >= 0.5 counts as grounded) and AUROC of one faithfulness setting."""
     from llmdeck.evals.metrics import Sample
     from llmdeck.evals.metrics.rag import Faithfulness
 
+    metric = Faithfulness(method=method, model=model, max_sentences=2)
+    scores, labels = [], []
+    started = time.perf_counter()
+    for row in rows:
+        sample = Sample(
+            input=row["input"], output=row["answer"], runtime=runtime, principal=principal
+        )
+        result = await metric.score(sample)
+        scores.append(result.value if result.value is not None else 0.0)
+        labels.append(row["grounded"])
+    accuracy = sum((s >= 0.5) == y for s, y in zip(scores, labels, strict=True)) / len(rows)
+    return {
+        "accuracy": accuracy,
+        "auroc": _auroc(scores, labels),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+async def _faithfulness(runtime, principal) -> str:
     if not (DATASETS / "halueval" / "qa_data.jsonl.gz").exists():
         return f"Skipped: {DATASETS / 'halueval'} is absent."
     lines = [
@@ -256,35 +309,43 @@ async def _faithfulness(runtime, principal) -> str:
         "| method | model | items | accuracy | AUROC | time |",
         "|---|---|---|---|---|---|",
     ]
-    for method, model, n in (
+    judge = register_judge(runtime)
+    settings = [
         ("embedding", "minilm-l6", HALU_EMBED),
         ("judge (yes/no per sentence)", "smollm2-135m", HALU_JUDGE),
-    ):
+    ]
+    if judge:
+        upstream = os.environ["BENCH_JUDGE_MODEL"]
+        settings.append((f"judge (yes/no per sentence), {upstream}", judge, JUDGE_ITEMS))
+    for method, model, n in settings:
         if n == 0:
             continue
-        metric = Faithfulness(method=method.split()[0], model=model, max_sentences=2)
         rows = _halueval(n, seed=7)
-        scores, labels = [], []
-        started = time.perf_counter()
-        for row in rows:
-            sample = Sample(
-                input=row["input"], output=row["answer"], runtime=runtime, principal=principal
-            )
-            result = await metric.score(sample)
-            scores.append(result.value if result.value is not None else 0.0)
-            labels.append(row["grounded"])
-        elapsed = time.perf_counter() - started
-        accuracy = sum((s >= 0.5) == y for s, y in zip(scores, labels, strict=True)) / len(rows)
+        got = await score_faithfulness(
+            runtime, principal, rows, method=method.split()[0], model=model
+        )
         lines.append(
-            f"| {method} | {model} | {len(rows)} | {accuracy:.2f} | {_auroc(scores, labels):.2f} "
-            f"| {elapsed:.0f} s |"
+            f"| {method} | {model} | {len(rows)} | {got['accuracy']:.2f} | {got['auroc']:.2f} "
+            f"| {got['seconds']:.0f} s |"
         )
     lines += [
         "",
         "Honest reading: the bundled 135M chat model is close to chance as a yes/no judge; the "
         "embedding method mostly measures topical overlap, which hallucinated HaluEval answers "
-        "often share with the passage. A stronger OpenAI-compatible judge is configured with "
-        "`{name: faithfulness, model: <alias>}`; none was reachable from this machine, so no "
-        "figure for one is given here.",
+        "often share with the passage.",
+        "",
     ]
+    if judge:
+        lines.append(
+            f"The stronger judge is `{os.environ['BENCH_JUDGE_MODEL']}` at "
+            f"`{os.environ['BENCH_JUDGE_BASE_URL']}`, registered as the catalog model "
+            f"`{JUDGE_ALIAS}` and called through the gateway like any model."
+        )
+    else:
+        lines.append(
+            "No stronger judge was configured for this run (set `BENCH_JUDGE_BASE_URL`, "
+            "`BENCH_JUDGE_MODEL` and, if needed, `BENCH_JUDGE_API_KEY` to any OpenAI-compatible "
+            "server; `BENCH_JUDGE_ITEMS` items, default 200), so no figure for one is given here. "
+            "In an eval config the same judge is `{name: faithfulness, model: <alias>}`."
+        )
     return "\n".join(lines)
