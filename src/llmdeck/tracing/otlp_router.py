@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from llmdeck.catalog.pricing import PriceBook, cost
 from llmdeck.core.db import Database
 from llmdeck.core.errors import InvalidRequest
 from llmdeck.identity.deps import get_principal
@@ -22,6 +23,7 @@ from llmdeck.identity.keycache import KeyCache
 from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
 from llmdeck.tracing import ingest, otlp
+from llmdeck.tracing.writer import SpanRecord
 
 router = APIRouter(prefix="/v1", tags=["tracing"])
 PROTOBUF = "application/x-protobuf"
@@ -38,6 +40,16 @@ def gate_of(request: Request) -> ingest.IngestGate:
             settings.otlp_max_in_flight, settings.otlp_admission_wait
         )
     return gate
+
+
+def _prices_of(request: Request) -> PriceBook:
+    book = getattr(request.app.state, "otlp_prices", None)
+    if book is None:
+        runtime = request.app.state.runtime
+        book = request.app.state.otlp_prices = PriceBook(
+            runtime.db, runtime.settings.gateway_lookup_ttl
+        )
+    return book
 
 
 def _keys_of(request: Request) -> KeyCache:
@@ -116,7 +128,9 @@ async def export_traces(
     if not gate.try_acquire() and not await run_in_threadpool(gate.acquire):
         return _busy(settings.otlp_retry_after)
     try:
-        await run_in_threadpool(_store, runtime.db, body, encoding, is_json, principal)
+        await run_in_threadpool(
+            _store, runtime.db, body, encoding, is_json, principal, _prices_of(request)
+        )
     finally:
         gate.release()
     if is_json:
@@ -133,8 +147,15 @@ def _authenticate(
     return principal
 
 
-def _store(db: Database, body: bytes, encoding: str, is_json: bool, principal: Principal) -> int:
-    """Decompress, parse, map and store one batch; the number of spans received."""
+def _store(
+    db: Database,
+    body: bytes,
+    encoding: str,
+    is_json: bool,
+    principal: Principal,
+    prices: PriceBook | None = None,
+) -> int:
+    """Decompress, parse, map, price and store one batch; the number of spans received."""
     body = _decompress(body, encoding)
     raw = otlp.parse_json(body) if is_json else otlp.parse_protobuf(body)
     project_id, api_key_id = principal.project_id, principal.api_key_id
@@ -144,4 +165,21 @@ def _store(db: Database, body: bytes, encoding: str, is_json: bool, principal: P
         for span in raw
         if span.trace_id and span.span_id
     ]
+    if prices is not None:
+        _price(records, prices, project_id)
     return ingest.write_spans(db, records)
+
+
+def _price(records: list[SpanRecord], prices: PriceBook, project_id: str) -> None:
+    """A cost from the catalog's prices for model calls that came with tokens but no cost."""
+    for record in records:
+        if record.cost is not None or record.model is None:
+            continue
+        if record.input_tokens is None and record.output_tokens is None:
+            continue
+        found = prices.prices(
+            project_id, record.model, record.attributes.get("gen_ai.request.model")
+        )
+        if found is not None:
+            record.cost = cost(found, record.input_tokens, record.output_tokens)
+            record.attributes["llmdeck.cost_source"] = "catalog"
