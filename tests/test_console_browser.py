@@ -166,6 +166,44 @@ def test_playground_compares_up_to_three_models_side_by_side(page, server, upstr
     shot(page, "playground-side-by-side")
 
 
+def test_prompt_page_opens_the_playground_on_the_prompt(page, server, upstream) -> None:
+    upstream.default = {"kind": "ok", "text": "A streamed prompt answer."}
+    with server.client() as api:
+        for alias in ("try-a", "try-b"):
+            model = {"alias": alias, "upstream_name": alias, "base_url": upstream.url}
+            api.post("/api/models", json=model).raise_for_status()
+        version = {
+            "messages": [{"role": "user", "content": "Summarise {{ topic }} in one line."}],
+            "model": "try-a",
+            "labels": ["production"],
+        }
+        api.post("/api/prompts/summarise/versions", json=version).raise_for_status()
+    sign_in(page)
+    page.goto("/prompts/summarise")
+    page.get_by_role("link", name="try summarise@production in the Playground").click()
+    page.wait_for_url("**/playground?prompt=summarise%40production")
+    sync_api.expect(page.locator("#prompt-fields")).to_contain_text("summarise@production")
+    sync_api.expect(page.get_by_label("try-a")).to_be_checked()  # the prompt's model
+    page.get_by_label("try-b").check()
+    page.get_by_label("topic").fill("the water cycle")
+    shot(page, "playground-prompt")
+    page.get_by_role("button", name="Send").click()
+    cards = page.locator("article.answer")
+    sync_api.expect(cards).to_have_count(2)
+    for card in cards.all():
+        sync_api.expect(card).to_have_attribute("data-state", "done")
+        sync_api.expect(card.locator(".answer-output")).to_have_text("A streamed prompt answer.")
+    assert [c.get_attribute("data-model") for c in cards.all()] == ["try-a", "try-b"]
+    # Both models got the prompt rendered with the variable.
+    sent = [r for r in upstream.requests if r["model"] in ("try-a", "try-b")]
+    assert {r["model"] for r in sent} == {"try-a", "try-b"}
+    for r in sent:
+        assert r["messages"] == [
+            {"role": "user", "content": "Summarise the water cycle in one line."}
+        ]
+    shot(page, "playground-prompt-answers")
+
+
 def test_requests_explorer_shows_new_requests_without_reload(page, server) -> None:
     sign_in(page)
     page.goto("/requests")
@@ -209,13 +247,13 @@ def test_explorer_adds_selected_requests_to_a_dataset(page, server, upstream) ->
     upstream.default = {"kind": "ok", "text": "Picked answer."}
     questions = ("First picked question?", "Second picked question?", "Not this one?")
     with server.client() as api:
-        model = {"alias": "pick-up", "upstream_name": "pick-up", "base_url": upstream.url}
+        model = {"alias": "up-pick", "upstream_name": "up-pick", "base_url": upstream.url}
         api.post("/api/models", json=model).raise_for_status()
         for q in questions:
-            body = {"model": "pick-up", "messages": [{"role": "user", "content": q}]}
+            body = {"model": "up-pick", "messages": [{"role": "user", "content": q}]}
             api.post("/v1/chat/completions", json=body).raise_for_status()
     sign_in(page)
-    page.goto("/requests?model=pick-up")
+    page.goto("/requests?model=up-pick")
     rows = page.locator("#request-rows tr[data-trace-id]")
     sync_api.expect(rows).to_have_count(3, timeout=10_000)
     sync_api.expect(page.get_by_role("button", name="Add to dataset")).to_be_disabled()

@@ -296,3 +296,96 @@ def test_explorer_rows_are_added_to_a_dataset(database_url, echo, monkeypatch) -
         timeout=300,
     )
     assert again.returncode == 1 and "No dataset named 'nope'" in again.stderr
+
+
+def test_playground_tries_a_registered_prompt_on_several_models(upstream) -> None:
+    """The prompt page links to the playground pre-filled with the prompt; each model picked
+    streams `prompt:NAME@LABEL` rendered with the variables, on that model."""
+    import json
+
+    from llmdeck.catalog import service as catalog
+    from llmdeck.catalog.schemas import ModelCreate
+    from llmdeck.prompts import service as prompt_service
+    from llmdeck.prompts.schemas import Message, PromptVersionCreate
+    from tests.test_console import page_csrf
+
+    upstream.default = {"kind": "ok", "text": "Streamed answer."}
+    app = create_app(get_settings())
+    with TestClient(app, follow_redirects=False) as c:
+        add_user(app, "b@example.com", "builder")
+        with app.state.runtime.db.session() as session:
+            for alias in ("up-a", "up-b"):
+                catalog.create(
+                    session,
+                    settings=app.state.runtime.settings,
+                    data=ModelCreate(alias=alias, upstream_name=alias, base_url=upstream.url),
+                )
+            prompt_service.create_version(
+                session,
+                project_id=_project_id(session),
+                name="greet",
+                data=PromptVersionCreate(
+                    messages=[
+                        Message(role="system", content="Be {{ tone }}."),
+                        Message(role="user", content="Hello {{ name }}!"),
+                    ],
+                    model="up-a",
+                    params={"max_tokens": 33},
+                    labels=["production"],
+                ),
+                role="admin",
+            )
+        assert sign_in(c, "b@example.com").status_code == 303
+        editor = c.get("/prompts/greet").text
+        assert 'href="/playground?prompt=greet%40production"' in editor
+        page = c.get(
+            "/playground", params={"prompt": "greet@production", "variables": '{"name": "Ada"}'}
+        ).text
+        assert 'data-prompt="greet@production"' in page
+        assert (
+            'data-variable="name" value="Ada"' in page and 'data-variable="tone" value=""' in page
+        )
+        assert 'value="up-a" checked' in page  # the prompt's own model is picked
+        assert 'id="max-tokens" min="1" max="8192" value="33"' in page  # the prompt's params
+        token = page_csrf(c, "/playground")
+
+        def stream(model: str, variables: dict) -> list[tuple[str, dict]]:
+            body = {
+                "model": model,
+                "prompt": "greet@production",
+                "variables": variables,
+                "messages": [],
+                "temperature": 0,
+                "max_tokens": 20,
+            }
+            r = c.post("/playground/stream", json=body, headers={"X-CSRF-Token": token})
+            assert r.status_code == 200, r.text
+            events = []
+            for block in r.text.strip().split("\n\n"):
+                lines = dict(line.split(": ", 1) for line in block.split("\n"))
+                events.append((lines["event"], json.loads(lines["data"])))
+            return events
+
+        for model in ("up-a", "up-b"):
+            events = stream(model, {"name": "Ada", "tone": "brief"})
+            assert events[-1][0] == "done", events
+            text = "".join(d["text"] for e, d in events if e == "delta")
+            assert text == "Streamed answer."
+            sent = upstream.requests[-1]
+            assert sent["model"] == model  # this prompt, on the model picked
+            assert sent["messages"] == [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hello Ada!"},
+            ]
+        app.state.runtime.writer.flush()
+        trace = c.get(f"/requests/{events[0][1]['trace_id']}").text
+        assert "up-b" in trace and "Hello Ada!" in trace
+        # A missing variable is a clear error in the answer card.
+        events = stream("up-a", {"name": "Ada"})
+        assert events[-1][0] == "error" and "tone" in events[-1][1]["message"]
+        # Bad references say what is wrong.
+        assert "no label" in c.get("/playground", params={"prompt": "greet@nope"}).text
+        bad = c.get("/playground", params={"prompt": "greet", "variables": "[1]"}).text
+        assert "Could not read the variables" in bad
+        r = c.post("/playground/stream", json={"model": "up-a"}, headers={"X-CSRF-Token": token})
+        assert r.status_code == 400 and "pick a prompt" in r.text

@@ -1,4 +1,10 @@
-"""Console pages of the gateway: the playground, where builders compare models side by side."""
+"""Console pages of the gateway: the playground, where builders compare models side by side.
+
+The playground sends either messages, or a registered prompt (`NAME@LABEL` or `NAME@VERSION`)
+with its variables: each model picked gets `"model": "prompt:NAME@LABEL"` with
+`prompt_variables`, and `prompt_model` set to that model (the prompt stage's override:
+"this prompt, but on model X"), through the same pipeline as /v1/chat/completions.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from llmdeck.catalog import service as catalog
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
@@ -27,25 +34,92 @@ MAX_MODELS = 3
 
 
 class PlaygroundRun(BaseModel):
-    """One model's share of a playground send."""
+    """One model's share of a playground send: messages, or a registered prompt."""
 
     model: str = Field(min_length=1)
     system: str = Field(default="", max_length=20_000)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=100)
+    messages: list[ChatMessage] = Field(default_factory=list, max_length=100)
+    prompt: str | None = Field(
+        default=None, max_length=300, description="NAME@LABEL or NAME@VERSION of a prompt."
+    )
+    variables: dict[str, Any] = Field(default_factory=dict)
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_tokens: int = Field(default=256, ge=1, le=8192)
 
+    @model_validator(mode="after")
+    def _something_to_send(self) -> PlaygroundRun:
+        if not self.prompt and not self.messages:
+            raise ValueError("Write a message to send, or pick a prompt.")
+        return self
+
+
+def _prompt_choice(session, viewer: Viewer, ref: str, variables: str) -> dict[str, Any]:
+    """The prompt version `ref` names, shaped for the composer, with variable values filled."""
+    from llmdeck.prompts import service as prompts  # prompts build on the gateway's stage
+
+    values = json.loads(variables) if variables.strip() else {}
+    if not isinstance(values, dict):
+        raise ValueError("variables must be a JSON object")
+    name, label, version = prompts.parse_ref(ref)
+    prompt, row = prompts.resolve(
+        session, project_id=viewer.project.id, name=name, label=label, version=version
+    )
+    if prompt.kind != "prompt":
+        raise LLMDeckError(f"{prompt.name!r} is a chain; run it from its page.")
+    return {
+        "ref": f"{prompt.name}@{label or row.version}",
+        "name": prompt.name,
+        "version": row.version,
+        "model": row.model,
+        "params": row.params or {},
+        "messages": row.messages,
+        "variables": [
+            {"name": v, "value": values[v] if isinstance(values.get(v), str) else ""}
+            for v in row.variables
+        ],
+    }
+
 
 @pages.router.get("/playground")
-def playground(request: Request, viewer: Viewer = Depends(signed_in)):
+def playground(
+    request: Request,
+    prompt: str = "",
+    variables: str = "",
+    viewer: Viewer = Depends(signed_in),
+):
+    """The playground; `?prompt=NAME@LABEL&variables={...}` opens it on a registered prompt."""
     viewer.require("builder", "use the playground")
+    from llmdeck.prompts import service as prompts
+
+    chosen, problem = None, ""
     with request.app.state.runtime.db.session() as session:
         models = [
             catalog.to_public(m)
             for m in catalog.list_models(session, project_id=viewer.project.id)
             if m.kind == "chat"
         ]
-    context = {"models": models, "max_models": MAX_MODELS}
+        prompt_names = [
+            p.name for p in prompts.list(session, project_id=viewer.project.id, kind="prompt")
+        ]
+        if prompt.strip():
+            try:
+                chosen = _prompt_choice(session, viewer, prompt.strip(), variables)
+            except LLMDeckError as exc:
+                problem = exc.message
+            except ValueError as exc:
+                problem = f"Could not read the variables: {exc}."
+    picked = {chosen["model"]} if chosen and chosen["model"] else set()
+    if not any(m.alias in picked for m in models):
+        picked = {models[0].alias} if models else set()
+    context = {
+        "models": models,
+        "max_models": MAX_MODELS,
+        "picked": picked,
+        "prompt": chosen,
+        "prompt_names": prompt_names,
+        "prompt_ref": prompt,
+        "problem": problem,
+    }
     return console_of(request).render(request, "gateway/playground.html", context)
 
 
@@ -56,15 +130,29 @@ async def playground_stream(
     """Stream one model's answer as server-sent events: start, delta..., done (or error)."""
     viewer.require("builder", "call models")
     messages = list(body.messages)
-    if body.system.strip():
+    if body.system.strip() and not body.prompt:
         messages.insert(0, ChatMessage(role="system", content=body.system))
-    chat = ChatCompletionRequest(
-        model=body.model,
-        messages=messages,
-        temperature=body.temperature,
-        max_tokens=body.max_tokens,
-        stream=True,
-    )
+    if body.prompt:
+        # The prompt renders first (its messages, then these), on the model picked.
+        chat = ChatCompletionRequest.model_validate(
+            {
+                "model": f"prompt:{body.prompt}",
+                "messages": [m.model_dump(exclude_none=True) for m in messages],
+                "prompt_variables": body.variables,
+                "prompt_model": body.model,
+                "temperature": body.temperature,
+                "max_tokens": body.max_tokens,
+                "stream": True,
+            }
+        )
+    else:
+        chat = ChatCompletionRequest(
+            model=body.model,
+            messages=messages,
+            temperature=body.temperature,
+            max_tokens=body.max_tokens,
+            stream=True,
+        )
     # The same pipeline as /v1/chat/completions: policy, limits and tracing apply alike.
     call = chat_call(viewer.principal, chat, source="playground")
     gateway = request.app.state.runtime.gateway

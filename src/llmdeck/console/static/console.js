@@ -189,6 +189,17 @@
       }
     });
 
+    // A registered prompt instead of messages: open the playground on it.
+    const usePrompt = form.querySelector("#use-prompt");
+    if (usePrompt) {
+      usePrompt.addEventListener("click", () => {
+        const name = form.querySelector("#prompt-name").value;
+        const ref = form.querySelector("#prompt-ref").value.trim();
+        window.location.assign(`/playground?prompt=${encodeURIComponent(ref ? `${name}@${ref}` : name)}`);
+      });
+    }
+    const prompt = form.dataset.prompt || "";
+
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       if (running.length) { stopAll(); return; }
@@ -198,16 +209,22 @@
         .filter((m) => m.content);
       const problems = [];
       if (!models.length) problems.push("Pick at least one model.");
-      if (!messages.length) problems.push("Write a message to send.");
+      if (!messages.length && !prompt) problems.push("Write a message to send.");
       problem.textContent = problems.join(" ");
       problem.hidden = !problems.length;
       if (problems.length) return;
       const body = {
-        system: form.querySelector("#system").value,
         messages,
         temperature: Number(temperatureNumber.value),
         max_tokens: Number(form.querySelector("#max-tokens").value),
       };
+      if (prompt) {
+        body.prompt = prompt;
+        body.variables = Object.fromEntries(
+          [...form.querySelectorAll("[data-variable]")].map((el) => [el.dataset.variable, el.value]));
+      } else {
+        body.system = form.querySelector("#system").value;
+      }
       answers.innerHTML = "";
       answers.style.setProperty("--cols", String(models.length));
       running = models.map((model) => stream(model, body));
