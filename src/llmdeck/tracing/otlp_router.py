@@ -156,18 +156,25 @@ def _store(
     prices: PriceBook | None = None,
 ) -> int:
     """Decompress, parse, map, price and store one batch; the number of spans received."""
-    body = _decompress(body, encoding)
-    raw = otlp.parse_json(body) if is_json else otlp.parse_protobuf(body)
-    project_id, api_key_id = principal.project_id, principal.api_key_id
-    to_record = otlp.to_record
-    records = [
-        to_record(span, project_id=project_id, api_key_id=api_key_id)
-        for span in raw
-        if span.trace_id and span.span_id
-    ]
-    if prices is not None:
-        _price(records, prices, project_id)
-    return ingest.write_spans(db, records)
+
+    def build() -> list[SpanRecord]:
+        raw = (
+            otlp.parse_json(_decompress(body, encoding))
+            if is_json
+            else otlp.parse_protobuf(_decompress(body, encoding))
+        )
+        project_id, api_key_id = principal.project_id, principal.api_key_id
+        to_record = otlp.to_record
+        records = [
+            to_record(span, project_id=project_id, api_key_id=api_key_id)
+            for span in raw
+            if span.trace_id and span.span_id
+        ]
+        if prices is not None:
+            _price(records, prices, project_id)
+        return records
+
+    return ingest.store_batch(db, build)
 
 
 def _price(records: list[SpanRecord], prices: PriceBook, project_id: str) -> None:
