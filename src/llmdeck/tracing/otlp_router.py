@@ -156,13 +156,10 @@ def _store(
     prices: PriceBook | None = None,
 ) -> int:
     """Decompress, parse, map, price and store one batch; the number of spans received."""
+    data = _decompress(body, encoding)
 
     def build() -> list[SpanRecord]:
-        raw = (
-            otlp.parse_json(_decompress(body, encoding))
-            if is_json
-            else otlp.parse_protobuf(_decompress(body, encoding))
-        )
+        raw = otlp.parse_json(data) if is_json else otlp.parse_protobuf(data)
         project_id, api_key_id = principal.project_id, principal.api_key_id
         to_record = otlp.to_record
         records = [
