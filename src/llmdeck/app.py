@@ -62,7 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # The SDK's prompt fetch is the hottest /api route: matched first, it skips scanning
+    # every other route (FastAPI matches in order).
     for router in (
+        prompts_router,
         identity_router,
         catalog_router,
         tracing_router,
@@ -72,7 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gateway_router,
         knowledge_router,
         gateway_config_router,
-        prompts_router,
         chains_router,
         evals_router,
     ):
