@@ -123,3 +123,41 @@ def test_an_experiment_survives_kill_9_of_its_server(tmp_path, database_url, slo
         assert (job.status, job.attempts) == ("done", 2)
     finally:
         stop_server(server)
+
+
+def test_cli_resume_refuses_an_experiment_a_server_is_running(db) -> None:
+    """`llmdeck eval resume` runs in the foreground; it leaves a queued or running job alone."""
+    import subprocess
+    import sys
+
+    from llmdeck.evals import background, datasets, service
+    from llmdeck.evals.schemas import ExperimentCreate
+    from llmdeck.identity import service as identity
+    from llmdeck.identity.schemas import Principal
+
+    with db.session() as session:
+        project = identity.get_project_by_name_or_raise(session, name="default")
+        datasets.create(session, project_id=project.id, name="d", items=[{"input": {"input": "x"}}])
+        experiment = service.create(
+            session,
+            project_id=project.id,
+            data=ExperimentCreate(
+                dataset="d", target={"type": "model", "model": "smollm2-135m"}, metrics=["contains"]
+            ),
+        )
+        principal = Principal(project_id=project.id, project_name=project.name, role="admin")
+        background.queue_run(session, experiment=experiment, principal=principal)
+        exp_id = experiment.id
+    with db.session() as session, pytest.raises(Exception, match="already running"):
+        background.queue_run(
+            session,
+            experiment=service.get_or_raise(session, project_id=project.id, experiment_id=exp_id),
+            principal=principal,
+        )
+    cli = subprocess.run(
+        [sys.executable, "-m", "llmdeck", "eval", "resume", exp_id],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 1 and "running this experiment as a job" in cli.stderr, cli.stderr

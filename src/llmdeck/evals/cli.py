@@ -9,9 +9,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from llmdeck.cli.output import console, db_session, emit, errors, fail_cleanly
+from llmdeck.core.errors import Conflict
 from llmdeck.core.settings import get_settings
+from llmdeck.evals import background, gate, service
 from llmdeck.evals import datasets as ds
-from llmdeck.evals import gate, service
 from llmdeck.evals.runner import run_experiment
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import Principal
@@ -111,6 +112,14 @@ def eval_resume(experiment_id: str, project: str = PROJECT) -> None:
             try:
                 with runtime.db.session() as session:
                     p = identity.get_project_by_name_or_raise(session, name=project)
+                    experiment = service.get_or_raise(
+                        session, project_id=p.id, experiment_id=experiment_id
+                    )
+                    if background.active_job(session, experiment=experiment) is not None:
+                        raise Conflict(
+                            "A server is running this experiment as a job; watch it with "
+                            f"`llmdeck eval list` or at /experiments/{experiment_id}."
+                        )
                 principal = Principal(project_id=p.id, project_name=p.name, role="admin")
                 with _bar() as bar:
                     task = bar.add_task("resuming", total=None)
