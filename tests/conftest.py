@@ -119,7 +119,11 @@ class LiveServer:
 
 
 def start_server(
-    home: Path, *, database_url: str | None = None, extra_env: dict | None = None
+    home: Path,
+    *,
+    database_url: str | None = None,
+    extra_env: dict | None = None,
+    args: tuple[str, ...] = (),
 ) -> LiveServer:
     port = free_port()
     master = "ldk-master-" + secrets.token_hex(8)
@@ -137,7 +141,7 @@ def start_server(
         env["LLMDECK_DATABASE_URL"] = database_url
     log = open(home.parent / f"server-{port}.log", "w")  # noqa: SIM115 - lives with the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmdeck", "up", "--port", str(port)],
+        [sys.executable, "-m", "llmdeck", "up", "--port", str(port), *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -1,7 +1,9 @@
 """A fast OpenAI-compatible upstream for the gateway benchmark: raw asyncio, fixed answers.
 
-`python -m bench.gateway.upstream PORT` serves POST /v1/chat/completions on loopback with
-keep-alive; a body with `"stream": true` gets a short server-sent event stream.
+`python -m bench.gateway.upstream PORT [DELAY_MS]` serves POST /v1/chat/completions on
+loopback with keep-alive; a body with `"stream": true` gets a short server-sent event stream.
+With DELAY_MS each answer is sent that long after its request, like a model that takes time
+to answer, without using any CPU meanwhile.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ STREAM = (
 
 
 class Upstream(asyncio.Protocol):
+    delay = 0.0  # seconds before each answer
+
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.buffer = b""
@@ -89,7 +93,15 @@ class Upstream(asyncio.Protocol):
             body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
             streamed = b'"stream":true' in body.replace(b" ", b"")
-            self.transport.write(STREAM if streamed else PLAIN)
+            answer = STREAM if streamed else PLAIN
+            if self.delay:
+                asyncio.get_running_loop().call_later(self.delay, self._send, answer)
+            else:
+                self.transport.write(answer)
+
+    def _send(self, answer: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(answer)
 
 
 async def serve(port: int) -> None:
@@ -106,4 +118,6 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
+    if len(sys.argv) > 2:
+        Upstream.delay = float(sys.argv[2]) / 1000
     asyncio.run(serve(int(sys.argv[1])))

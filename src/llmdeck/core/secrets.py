@@ -54,13 +54,18 @@ def _secret_key(settings: Settings) -> bytes:
     path = Path(settings.home) / "secret.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: server processes starting together must
+        # never read a half-written key, and the first link wins.
+        draft = path.with_name(f".secret.key.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(Fernet.generate_key())
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:  # another process created it first
             pass
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(Fernet.generate_key())
+        finally:
+            draft.unlink()
     return path.read_bytes().strip()
 
 

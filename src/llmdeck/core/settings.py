@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `llmdeck up` listens on.")
     port: int = Field(default=8000, description="Port `llmdeck up` listens on.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Server processes `llmdeck up` runs. They share the database (rate limits, "
+        "budgets and jobs hold across them); one of them runs the background work.",
+    )
     model_cache: Path = Field(
         default_factory=_default_model_cache,
         description="Where bundled models are kept once converted for fast loading.",
