@@ -108,6 +108,87 @@ def measure() -> list[dict[str, float]]:
             server.wait()
 
 
+async def _asgi(requests: int) -> dict[str, float]:
+    from llmdeck.app import create_app
+    from llmdeck.core.settings import Settings
+
+    key = "ldk-bench-" + secrets.token_hex(8)
+    app = create_app(Settings(master_key=key))
+    headers = [(b"authorization", f"Bearer {key}".encode()), (b"host", b"bench")]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", headers={"Authorization": f"Bearer {key}"}
+        ) as client:
+            body = {
+                "messages": [{"role": "user", "content": "Answer: {{ question }}"}],
+                "model": "smollm2-135m",
+                "labels": ["production"],
+            }
+            (await client.post("/api/prompts/bench/versions", json=body)).raise_for_status()
+
+        async def one() -> None:
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": "/api/prompts/bench",
+                "raw_path": b"/api/prompts/bench",
+                "root_path": "",
+                "query_string": b"label=production",
+                "headers": headers,
+                "client": ("127.0.0.1", 1),
+                "server": ("bench", 80),
+                "state": {},
+            }
+            sent: list[dict] = []
+
+            async def receive() -> dict:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict) -> None:
+                sent.append(message)
+
+            await app(scope, receive, send)
+            if sent[0]["status"] != 200:
+                raise RuntimeError(f"fetch answered {sent[0]['status']}")
+
+        for _ in range(100):
+            await one()
+        latencies = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            await one()
+            latencies.append((time.perf_counter() - started) * 1000)
+    return {"p50": _pct(latencies, 0.5), "p99": _pct(latencies, 0.99), "max": max(latencies)}
+
+
+def measure_asgi(requests: int = REQUESTS) -> dict[str, float]:
+    """The server's whole work for one fetch (routing, auth, cache, answer), no network:
+    the app called directly as ASGI, one request at a time, on a fresh home."""
+    with tempfile.TemporaryDirectory() as tmp:
+        old = os.environ.get("LLMDECK_HOME")
+        os.environ["LLMDECK_HOME"] = str(Path(tmp) / "home")
+        try:
+            return asyncio.run(_asgi(requests))
+        finally:
+            if old is None:
+                os.environ.pop("LLMDECK_HOME", None)
+            else:
+                os.environ["LLMDECK_HOME"] = old
+
+
+def asgi_table(figures: dict[str, float]) -> str:
+    return (
+        f"The server's whole work per fetch (the app called as ASGI in process: routing, "
+        f"cached key check, cached answer; no network, no client), {REQUESTS} fetches:\n\n"
+        "| p50 | p99 | max |\n|---|---|---|\n"
+        f"| {figures['p50']:.3f} ms | {figures['p99']:.3f} ms | {figures['max']:.1f} ms |"
+    )
+
+
 def table(rows: list[dict[str, float]]) -> str:
     lines = [
         f"End to end over HTTP against `llmdeck up` (SQLite), {REQUESTS} fetches per row over "
@@ -125,4 +206,6 @@ def table(rows: list[dict[str, float]]) -> str:
 
 
 if __name__ == "__main__":
+    print(asgi_table(measure_asgi()))
+    print()
     print(table(measure()))

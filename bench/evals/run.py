@@ -198,7 +198,9 @@ async def _fetch_latency(runtime, project_id: str) -> str:
         return timings
 
     cached = await from_cache()
-    http = await asyncio.to_thread(http_fetch.measure)  # its own server and event loop
+    # Each on its own home, event loop and (for HTTP) server process.
+    asgi = await asyncio.to_thread(http_fetch.measure_asgi)
+    http = await asyncio.to_thread(http_fetch.measure)
     return (
         "Server work of `GET /api/prompts/{name}?label=production`: resolving the label and "
         "shaping the answer (what a miss costs), and the route's per-process cache "
@@ -209,6 +211,8 @@ async def _fetch_latency(runtime, project_id: str) -> str:
         f"| {p(uncached, 0.99):.3f} ms |\n"
         f"| cached (4 misses included) | 4000 | {p(cached, 0.5):.4f} ms "
         f"| {p(cached, 0.99):.4f} ms |\n\n"
+        + http_fetch.asgi_table(asgi)
+        + "\n\n"
         + http_fetch.table(http)
         + "\n\nThe SDK (`llmdeck.prompts.client.PromptClient`) also caches client-side with "
         "a TTL, so an application pays a round trip at most once per TTL."
