@@ -221,6 +221,9 @@ def test_prompt_target_api_background_run_and_review_agreement(echo) -> None:
             items = (await c.get("/api/datasets/small/items")).json()
             assert items[-1]["source_trace_id"] == trace_id
             assert items[-1]["metadata"]["prompt"]["name"] == "ask"
+            assert items[-1]["metadata"]["trace_id"] == trace_id
+            # The prompt's variables come back, so the item re-runs against the prompt.
+            assert items[-1]["input"]["question"] in ("yes", "no", "maybe", "sure")
             exported = await c.get(
                 "/api/datasets/small/export", params={"format": "jsonl", "version": 1}
             )

@@ -238,7 +238,9 @@ def _cell(value: Any) -> str:
 def from_traces(
     session: Session, *, project_id: str, trace_ids: list[str], use_output_as_expected: bool
 ) -> list[ItemCreate]:
-    """Items built from recorded requests: the last user message is the input."""
+    """Items built from recorded requests: the last user message is the input (with the
+    messages, and a prompt's variables when the request named a prompt), the answer the
+    expected output, the trace id and model in the metadata."""
     out = []
     for trace_id in trace_ids:
         trace = tracing.get_trace_or_raise(session, project_id=project_id, trace_id=trace_id)
@@ -250,6 +252,10 @@ def from_traces(
         variables: dict[str, Any] = {"input": user[-1] if user else str(span.input or "")}
         if messages:
             variables["messages"] = messages
+        # A request made with `prompt:NAME@LABEL` keeps its prompt variables on the trace.
+        prompt_variables = (span.attributes or {}).get("prompt_variables")
+        if isinstance(prompt_variables, dict):
+            variables.update(prompt_variables)
         prompt = (span.attributes or {}).get("prompt")
         meta = {"trace_id": trace_id, "model": span.model, **({"prompt": prompt} if prompt else {})}
         out.append(

@@ -91,4 +91,8 @@ class RenderPrompt:
                 )
         call.alias = call.chat.model = model
         call.attributes["prompt"] = {"name": prompt.name, "version": row.version, "label": label}
+        if variables:
+            # On the trace, so that a request picked in the explorer becomes a dataset item
+            # with the same variables (re-runnable against the prompt).
+            call.attributes[VARIABLES_FIELD] = variables
         return await next(call)
