@@ -99,6 +99,8 @@ def test_observe_and_openai_calls_to_the_gateway(live_server: LiveServer, sdk) -
     assert len(calls) == 2
     for call in calls:
         assert call["parent_span_id"] == root["span_id"] and call["kind"] == "llm"
+        # Sent to this llmdeck's gateway: its span has the cost; this one is not priced again.
+        assert call["attributes"]["llmdeck.gateway"] is True and call["cost"] is None
         assert call["model"] == "smollm2-135m" and call["provider"] == "openai"
         assert call["input"] == [{"role": "user", "content": "What is 2 + 2?"}]
         assert call["output"]

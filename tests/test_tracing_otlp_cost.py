@@ -54,6 +54,8 @@ def api(db: Database, settings: Settings) -> Iterator[tuple[TestClient, Database
 
 
 def _kv(key: str, value) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
     if isinstance(value, int):
         return KeyValue(key=key, value=AnyValue(int_value=value))
     if isinstance(value, float):
@@ -114,6 +116,8 @@ def test_otlp_spans_get_a_cost_from_catalog_prices(api) -> None:
             "0000000000000006": {"gen_ai.request.model": "unheard-of", **tokens},
             # No tokens: nothing to price.
             "0000000000000007": {"gen_ai.request.model": "fast"},
+            # The SDK's span of a call through this gateway: the gateway's span has the cost.
+            "0000000000000008": {"gen_ai.request.model": "fast", "llmdeck.gateway": True, **tokens},
         },
     )
     spans = {s["span_id"][-1]: s for s in http.get(f"/api/traces/{TRACE}").json()["spans"]}
@@ -123,7 +127,7 @@ def test_otlp_spans_get_a_cost_from_catalog_prices(api) -> None:
     assert spans["3"]["cost"] == pytest.approx((1000 * 1.0 + 500 * 2.0) / 1e6)
     assert spans["4"]["cost"] == 7.5 and "llmdeck.cost_source" not in spans["4"]["attributes"]
     assert spans["5"]["cost"] is None and spans["6"]["cost"] is None
-    assert spans["7"]["cost"] is None
+    assert spans["7"]["cost"] is None and spans["8"]["cost"] is None
     # The dashboard's cost includes the external app's calls.
     summary = http.get("/api/monitoring/summary", params={"window": "1h"})
     assert summary.status_code == 200, summary.text

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from llmdeck.sdk.tracer import SpanData, detach, end_span, start_span
+from llmdeck.sdk.tracer import SpanData, detach, end_span, exporter, start_span
 from llmdeck.tracing.context import format_traceparent
 
 log = logging.getLogger("llmdeck.sdk")
@@ -48,6 +48,11 @@ def _begin(client: Any, kwargs: dict[str, Any]) -> SpanData | None:
         base_url = getattr(getattr(client, "_client", None), "base_url", None)
         if base_url is not None:
             attrs["server.address"] = str(base_url)
+            sink = exporter()
+            if sink is not None and str(base_url).startswith(sink.base_url + "/"):
+                # A call to the llmdeck gateway this SDK reports to: the gateway's own span
+                # (a child of this one) carries the call's cost, so none is added for this one.
+                attrs["llmdeck.gateway"] = True
         for param in _REQUEST_PARAMS:
             if kwargs.get(param) is not None:
                 attrs[f"gen_ai.request.{param}"] = kwargs[param]

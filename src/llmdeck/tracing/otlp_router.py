@@ -179,6 +179,8 @@ def _price(records: list[SpanRecord], prices: PriceBook, project_id: str) -> Non
     for record in records:
         if record.cost is not None or record.model is None:
             continue
+        if record.attributes.get("llmdeck.gateway"):  # priced by the gateway's own span
+            continue
         if record.input_tokens is None and record.output_tokens is None:
             continue
         found = prices.prices(
