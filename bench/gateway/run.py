@@ -29,12 +29,19 @@ REPO = Path(__file__).resolve().parents[2]
 LITELLM_VENV = REPO / ".cache" / "bench-litellm-venv"
 CONCURRENCY = (1, 16, 64, 256)
 SECONDS = float(os.environ.get("BENCH_GATEWAY_SECONDS", "4"))
+# Server processes for each gateway (the same for both): one per core by default.
+WORKERS = int(os.environ.get("BENCH_GATEWAY_WORKERS", str(os.cpu_count() or 1)))
+# A second upstream answers after this long, like a model (without using any CPU), so the
+# added latency is measured where the gateway is not saturated by a zero-latency upstream.
+MODEL_DELAY_MS = 100
+MODEL_CONCURRENCY = (64, 256)
 STREAMS = 500
 LLMDECK_KEY = "ldk-bench-gateway-master"
 LITELLM_KEY = "sk-bench-litellm"
 BODY = json.dumps(
     {"model": "bench", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 ).encode()
+MODEL_BODY = BODY.replace(b'"bench"', b'"bench-model-like"')
 STREAM_BODY = json.dumps(
     {"model": "bench", "messages": [{"role": "user", "content": "Say hello."}], "stream": True}
 ).encode()
@@ -121,8 +128,16 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
         [sys.executable, "-m", "bench.gateway.upstream", str(up_port)], cwd=REPO, **quiet
     )
     processes.append(upstream)
+    slow_port = _free_port()
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "bench.gateway.upstream", str(slow_port), str(MODEL_DELAY_MS)],
+        cwd=REPO,
+        **quiet,
+    )
+    processes.append(slow)
     time.sleep(0.5)
     up_url = f"http://127.0.0.1:{up_port}/v1"
+    slow_url = f"http://127.0.0.1:{slow_port}/v1"
 
     port = _free_port()
     env = {
@@ -131,19 +146,23 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
         "LLMDECK_MASTER_KEY": LLMDECK_KEY,
     }
     llmdeck = subprocess.Popen(
-        [sys.executable, "-m", "llmdeck", "up", "--port", str(port)], env=env, **quiet
+        [sys.executable, "-m", "llmdeck", "up", "--port", str(port), "--workers", str(WORKERS)],
+        env=env,
+        **quiet,
     )
     processes.append(llmdeck)
     _wait(f"http://127.0.0.1:{port}/api/health", llmdeck, 120)
-    route = {"deployments": [{"name": "up", "upstream": "bench-model", "base_url": up_url}]}
-    response = httpx.put(
-        f"http://127.0.0.1:{port}/api/gateway/routes/bench",
-        json=route,
-        headers={"Authorization": f"Bearer {LLMDECK_KEY}"},
-    )
-    response.raise_for_status()
+    for alias, url in (("bench", up_url), ("bench-model-like", slow_url)):
+        route = {"deployments": [{"name": "up", "upstream": "bench-model", "base_url": url}]}
+        response = httpx.put(
+            f"http://127.0.0.1:{port}/api/gateway/routes/{alias}",
+            json=route,
+            headers={"Authorization": f"Bearer {LLMDECK_KEY}"},
+        )
+        response.raise_for_status()
 
     peers = [("direct", up_port, None), ("llmdeck", port, LLMDECK_KEY)]
+    direct_slow = {"direct": slow_port}
     servers = {"llmdeck": llmdeck}
     litellm_binary, litellm_note = _litellm_binary()
     litellm_version = "-"
@@ -155,13 +174,14 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
                 {
                     "model_list": [
                         {
-                            "model_name": "bench",
+                            "model_name": alias,
                             "litellm_params": {
                                 "model": "openai/bench-model",
-                                "api_base": up_url,
+                                "api_base": url,
                                 "api_key": "sk-bench-upstream",
                             },
                         }
+                        for alias, url in (("bench", up_url), ("bench-model-like", slow_url))
                     ],
                     "general_settings": {"master_key": LITELLM_KEY},
                     "litellm_settings": {"telemetry": False},
@@ -186,7 +206,7 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
                 "--port",
                 str(litellm_port),
                 "--num_workers",
-                "1",
+                str(WORKERS),
                 "--log_config",
                 str(log_config),
             ],
@@ -195,7 +215,8 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
         )
         processes.append(litellm)
         try:
-            _wait(f"http://127.0.0.1:{litellm_port}/health/liveliness", litellm, 180)
+            # Its workers take long to start; uvicorn restarts those not ready within 5 s.
+            _wait(f"http://127.0.0.1:{litellm_port}/health/liveliness", litellm, 400)
             peers.append(("litellm", litellm_port, LITELLM_KEY))
             servers["litellm"] = litellm
             litellm_version = _version(LITELLM_VENV / "bin" / "python", "litellm")
@@ -230,6 +251,25 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
                 )
             )
             print(f"  {name} c={concurrency}: {results[name][concurrency].throughput:.0f} req/s")
+    # The same request to an upstream that takes MODEL_DELAY_MS to answer.
+    model_like: dict[str, dict[int, load.Result]] = {}
+    for name, peer_port, key in peers:
+        target = direct_slow.get(name, peer_port)
+        model_like[name] = {}
+        for concurrency in MODEL_CONCURRENCY:
+            model_like[name][concurrency] = runner(
+                load.run(
+                    target,
+                    "/v1/chat/completions",
+                    BODY if name == "direct" else MODEL_BODY,
+                    concurrency=concurrency,
+                    duration=SECONDS,
+                    key=key,
+                    expect=b"Hello from the bench upstream.",
+                )
+            )
+            rate = model_like[name][concurrency].throughput
+            print(f"  {name} c={concurrency}, {MODEL_DELAY_MS} ms upstream: {rate:.0f} req/s")
     streams = {
         name: runner(
             load.burst(
@@ -245,14 +285,14 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
     }
     memory = {name: _rss_mib(process) for name, process in servers.items()}
     busy = (load_before[0], os.getloadavg()[0])
-    return _report(results, streams, memory, litellm_version, litellm_note, busy)
+    return _report(results, model_like, streams, memory, litellm_version, litellm_note, busy)
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-def _report(results, streams, memory, litellm_version, litellm_note, busy) -> str:
+def _report(results, model_like, streams, memory, litellm_version, litellm_note, busy) -> str:
     names = list(results)
     direct = results["direct"]
     lines = [
@@ -266,9 +306,9 @@ def _report(results, streams, memory, litellm_version, litellm_note, busy) -> st
         "",
         "Setup: a fast OpenAI-compatible upstream (raw asyncio, fixed answer) on loopback; "
         "the same non-streamed chat request sent directly to it, through llmdeck "
-        "(`llmdeck up`, one process, SQLite, route `bench` -> upstream, tracing on) and through "
-        "the LiteLLM proxy (one worker, `--num_workers 1`, master key, no database), by a raw "
-        "asyncio keep-alive load generator; every process shares the same cores. "
+        f"(`llmdeck up --workers {WORKERS}`, SQLite, route `bench` -> upstream, tracing on) and "
+        f"through the LiteLLM proxy (`--num_workers {WORKERS}`, master key, no database), by a "
+        "raw asyncio keep-alive load generator; every process shares the same cores. "
         f"Each cell: {SECONDS:g} s after a 0.5 s warm-up. Added latency = gateway minus "
         "direct at the same concurrency.",
         "",
@@ -313,6 +353,34 @@ def _report(results, streams, memory, litellm_version, litellm_note, busy) -> st
         }
         if best["litellm"]:
             lines.append(f"- llmdeck / LiteLLM: {best['llmdeck'] / best['litellm']:.1f}x")
+    lines += [
+        "",
+        f"The same request to an upstream that answers after {MODEL_DELAY_MS} ms (like a fast "
+        "model; it uses no CPU while it waits), so that the gateway is not saturated by the "
+        "benchmark itself. This is the added latency an application sees:",
+        "",
+        "| concurrency | "
+        + " | ".join(f"{n} p50 / p99 ms" for n in names)
+        + " | "
+        + " | ".join(f"{n} req/s" for n in names)
+        + " | errors |",
+        "|" + "---|" * (2 * len(names) + 2),
+    ]
+    slow_direct = model_like["direct"]
+    for c in MODEL_CONCURRENCY:
+        cells = []
+        for n in names:
+            r = model_like[n][c]
+            cell = f"{_ms(r.percentile(0.5))} / {_ms(r.percentile(0.99))}"
+            if n != "direct":
+                cell += (
+                    f" (+{_ms(r.percentile(0.5) - slow_direct[c].percentile(0.5))} / "
+                    f"+{_ms(r.percentile(0.99) - slow_direct[c].percentile(0.99))})"
+                )
+            cells.append(cell)
+        rates = [f"{model_like[n][c].throughput:.0f}" for n in names]
+        errors = ", ".join(f"{n} {model_like[n][c].errors}" for n in names)
+        lines.append(f"| {c} | " + " | ".join(cells + rates) + f" | {errors} |")
     lines += ["", f"{STREAMS} concurrent streams opened at once (each to `[DONE]`):", ""]
     for n, r in streams.items():
         lines.append(

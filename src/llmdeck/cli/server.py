@@ -53,6 +53,9 @@ def up(
         port=port,
         log_level="warning",
         access_log=False,
+        # A worker that has not answered the supervisor's ping for this long is restarted;
+        # uvicorn's 5 s restarts healthy workers still starting up on a busy machine.
+        timeout_worker_healthcheck=20,
     )
 
 
