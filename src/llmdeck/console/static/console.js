@@ -70,7 +70,27 @@
     if (playground) initPlayground(playground);
     const toDataset = document.getElementById("to-dataset");
     if (toDataset) initRowSelection(toDataset);
+    const openInPlayground = document.getElementById("open-in-playground");
+    if (openInPlayground) initPlaygroundLink(openInPlayground);
   });
+
+  // The prompt page's "try it in the Playground" carries the variables typed beside it.
+  function initPlaygroundLink(link) {
+    const source = document.getElementById("try-vars");
+    if (!source) return;
+    const base = link.getAttribute("href");
+    const update = () => {
+      try {
+        const values = JSON.parse(source.value || "{}");
+        const filled = Object.values(values).some((v) => v !== "");
+        link.setAttribute("href", filled ? `${base}&variables=${encodeURIComponent(JSON.stringify(values))}` : base);
+      } catch (err) {
+        link.setAttribute("href", base);  // not JSON (yet): open the prompt without values
+      }
+    };
+    source.addEventListener("input", update);
+    update();
+  }
   document.addEventListener("htmx:afterSwap", (event) => localizeTimes(event.target));
   // Pages whose session ended: htmx follows HX-Redirect; nothing else to do here.
 
