@@ -62,3 +62,30 @@ def test_a_worker_that_lost_its_lease_does_not_record_an_outcome(db: Database) -
     with db.session() as session:
         row = jobs.get_or_raise(session, job_id=job_id)
         assert (row.status, row.result, row.claimed_by) == ("running", None, "b")
+
+
+def test_stopping_the_runner_hands_running_jobs_back(db: Database) -> None:
+    """A server shutting down cancels its jobs and queues them again for the next worker."""
+    import time
+
+    started = []
+
+    async def long(ctx: jobs.JobContext) -> dict:
+        started.append(ctx.job_id)
+        await asyncio.sleep(60)
+        return {}
+
+    jobs.register("test.long", long)
+    with db.session() as session:
+        job_id = jobs.enqueue(session, kind="test.long", project_id=None, payload={}).id
+    runner = jobs.JobRunner(db, None, poll_interval=0.05).start()
+    deadline = time.monotonic() + 10
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started == [job_id]
+    with db.session() as session:
+        assert jobs.get_or_raise(session, job_id=job_id).claimed_by == runner.worker
+    runner.stop()
+    with db.session() as session:
+        row = jobs.get_or_raise(session, job_id=job_id)
+        assert (row.status, row.claimed_by, row.finished_at) == ("queued", None, None)
