@@ -93,11 +93,8 @@ class OpenAICompatibleProvider(Provider):
         finish: str | None = None
         usage: dict[str, Any] = {}
         try:
-            async with self._client().stream("POST", "chat/completions", json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise _status_error(response)
-                async for line in response.aiter_lines():
+            async with self._stream("chat/completions", body) as lines:
+                async for line in lines:
                     if not line.startswith("data:"):
                         continue
                     payload = line[5:].strip()
@@ -124,6 +121,20 @@ class OpenAICompatibleProvider(Provider):
             input_tokens=int(usage.get("prompt_tokens") or 0),
             output_tokens=int(usage.get("completion_tokens") or 0),
         )
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[str]]:
+        """The lines of a streamed answer; an HTTP error status raises before any line."""
+        pool = self._pool()
+        if pool is not None:
+            async with pool.stream(path, json.dumps(body).encode()) as lines:
+                yield lines
+            return
+        async with self._client().stream("POST", path, json=body) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise _status_error(response)
+            yield response.aiter_lines()
 
     async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
         data = await self._post("embeddings", {"model": model, "input": inputs})
@@ -212,6 +223,45 @@ class _KeepAlivePool:
             raise httpx.ConnectError(str(exc)) from None
 
     async def post(self, path: str, body: bytes) -> _Reply:
+        conn, status, fields = await self._send(path, body)
+        done = False
+        try:
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    content = await _read_body(conn[0], fields)
+            except TimeoutError:
+                raise httpx.ReadTimeout("the upstream did not answer in time") from None
+            done = True
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise httpx.RemoteProtocolError(f"the upstream broke the connection: {exc!r}") from None
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
+        finally:
+            self._release(conn, reuse=done and _keeps_alive(fields))
+        return _Reply(status, fields, content)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, body: bytes) -> AsyncIterator[AsyncIterator[str]]:
+        """POST and give the answer's lines as they arrive (server-sent events).
+
+        The connection goes back to the pool only when the body was read to its end;
+        a stream left early is closed, since unread bytes would corrupt the next answer.
+        """
+        conn, status, fields = await self._send(path, body)
+        lines = _Lines(conn[0], fields, self.read_timeout)
+        try:
+            if status >= 400:
+                content = "\n".join([line async for line in lines]).encode()
+                raise _status_error(_Reply(status, fields, content))
+            yield lines
+            await lines.drain()  # only when the caller is done with it, not on an error
+        finally:
+            self._release(conn, reuse=lines.complete and _keeps_alive(fields))
+
+    async def _send(
+        self, path: str, body: bytes
+    ) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], int, dict[str, str]]:
+        """Send a request on a pooled or new connection; the status and headers it got."""
         request = (
             f"POST {self.prefix}{path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
@@ -225,63 +275,34 @@ class _KeepAlivePool:
                 conn[1].close()
             if not reused:
                 conn = await self._connect()
-            done = False
             try:
                 try:
                     async with asyncio.timeout(self.read_timeout):
-                        response, keep = await self._exchange(conn, request)
+                        conn[1].write(request)
+                        status, fields = _parse_head(await conn[0].readuntil(b"\r\n\r\n"))
                 except TimeoutError:
                     raise httpx.ReadTimeout("the upstream did not answer in time") from None
-                done = True
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                conn[1].close()
                 if reused and not getattr(exc, "partial", b""):
                     continue  # the upstream had closed this idle connection: use a fresh one
                 message = f"the upstream broke the connection: {exc!r}"
                 raise httpx.RemoteProtocolError(message) from None
             except (ValueError, asyncio.LimitOverrunError) as exc:
-                raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
-            finally:
-                if not done:
-                    conn[1].close()
-            if keep and len(self.idle) < self.KEEP:
-                self.idle.append(conn)
-            else:
                 conn[1].close()
-            return response
+                raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
+            except BaseException:
+                conn[1].close()
+                raise
+            return conn, status, fields
 
-    @staticmethod
-    async def _exchange(
-        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes
-    ) -> tuple[_Reply, bool]:
-        reader, writer = conn
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            status = int(lines[0].split(" ", 2)[1])
-        except (IndexError, ValueError):
-            raise httpx.RemoteProtocolError(f"not an HTTP response: {lines[0][:100]!r}") from None
-        headers = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers.append((name.strip().lower(), value.strip()))
-        fields = dict(headers)
-        keep = fields.get("connection", "").lower() != "close"
-        if "content-length" in fields:
-            body = await reader.readexactly(int(fields["content-length"]))
-        elif fields.get("transfer-encoding", "").lower() == "chunked":
-            parts = []
-            while True:
-                size = int((await reader.readline()).split(b";")[0], 16)
-                if size == 0:
-                    await reader.readuntil(b"\r\n")
-                    break
-                parts.append((await reader.readexactly(size + 2))[:-2])
-            body = b"".join(parts)
+    def _release(
+        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], *, reuse: bool
+    ) -> None:
+        if reuse and len(self.idle) < self.KEEP:
+            self.idle.append(conn)
         else:
-            body, keep = await reader.read(), False
-        return _Reply(status, fields, body), keep
+            conn[1].close()
 
     def close(self) -> None:
         idle, self.idle = self.idle, []
@@ -289,6 +310,97 @@ class _KeepAlivePool:
             # A pool made on another loop that is gone (the job worker's): nothing to flush.
             with contextlib.suppress(RuntimeError):
                 writer.close()
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """Status and headers (names in lower case) of a response head."""
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split(" ", 2)[1])
+    except (IndexError, ValueError):
+        raise httpx.RemoteProtocolError(f"not an HTTP response: {lines[0][:100]!r}") from None
+    fields = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
+    return status, fields
+
+
+def _keeps_alive(fields: dict[str, str]) -> bool:
+    framed = "content-length" in fields or "chunked" in fields.get("transfer-encoding", "")
+    return framed and fields.get("connection", "").lower() != "close"
+
+
+async def _read_body(reader: asyncio.StreamReader, fields: dict[str, str]) -> bytes:
+    if "content-length" in fields:
+        return await reader.readexactly(int(fields["content-length"]))
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        parts = []
+        while part := await _read_chunk(reader):
+            parts.append(part)
+        return b"".join(parts)
+    return await reader.read()
+
+
+async def _read_chunk(reader: asyncio.StreamReader) -> bytes:
+    """The next chunk of a chunked body; b"" at its end (trailer consumed)."""
+    size = int((await reader.readline()).split(b";")[0], 16)
+    if size == 0:
+        await reader.readuntil(b"\r\n")
+        return b""
+    return (await reader.readexactly(size + 2))[:-2]
+
+
+class _Lines:
+    """The lines of a response body as they arrive; `complete` once all of it was read."""
+
+    def __init__(self, reader: asyncio.StreamReader, fields: dict[str, str], timeout: float):
+        self.reader = reader
+        self.timeout = timeout
+        self.chunked = "chunked" in fields.get("transfer-encoding", "").lower()
+        self.left = int(fields.get("content-length", -1))  # -1: until the connection closes
+        self.pending = b""
+        self.complete = False
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        try:
+            while not self.complete:
+                async with asyncio.timeout(self.timeout):
+                    data = await self._read()
+                if not data:
+                    self.complete = True
+                    break
+                self.pending += data
+                *lines, self.pending = self.pending.split(b"\n")
+                for line in lines:
+                    yield line.rstrip(b"\r").decode()
+        except TimeoutError:
+            raise httpx.ReadTimeout("the upstream stopped sending") from None
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise httpx.RemoteProtocolError(f"the upstream broke the connection: {exc!r}") from None
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
+        if self.pending:
+            yield self.pending.rstrip(b"\r").decode()
+            self.pending = b""
+
+    async def _read(self) -> bytes:
+        if self.chunked:
+            return await _read_chunk(self.reader)
+        if self.left < 0:
+            return await self.reader.read(65536)
+        data = await self.reader.read(min(self.left, 65536)) if self.left else b""
+        self.left -= len(data)
+        return data
+
+    async def drain(self, within: float = 0.05) -> None:
+        """Read what is left after the last event (the end of the chunked body), so that
+        the connection can be reused; an upstream slow to end it only costs its reuse."""
+        with contextlib.suppress(TimeoutError, httpx.HTTPError):
+            async with asyncio.timeout(within):
+                async for _ in self:
+                    pass
 
 
 class _Reply:
