@@ -140,3 +140,73 @@ def test_upstream_hang_is_504(gateway, upstream) -> None:
         time.sleep(0.05)
         errors = http.get("/api/traces", params={"status": "error", "model": "up"}).json()["data"]
     assert errors
+
+
+def test_the_keep_alive_pool_reuses_connections_for_streams_and_answers() -> None:
+    """Streamed and plain answers in the lean client: chunked SSE parsed across odd chunk
+    boundaries, and one connection serving every call (the stream is read to its end)."""
+    import asyncio
+    import json
+
+    from llmdeck.providers.base import ChatRequest, Connection
+    from llmdeck.providers.openai_compat import OpenAICompatibleProvider
+
+    def event(data: str) -> bytes:
+        return f"data: {data}\n\n".encode()
+
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+        for word in ("Hé", "llo ", "there")
+    ]
+    sse = b"".join(event(json.dumps(c, ensure_ascii=False)) for c in chunks)
+    sse += event(json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    sse += event(json.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 3}}))
+    sse += event("[DONE]")
+    # Chunk boundaries that cut lines, and any multi-byte character, in half.
+    pieces = [sse[i : i + 7] for i in range(0, len(sse), 7)]
+    streamed = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces) + b"0\r\n\r\n"
+    plain = json.dumps(
+        {
+            "choices": [{"message": {"content": "héllo"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 1},
+        }
+    ).encode()
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            body = await reader.readexactly(length)
+            if b'"stream": true' in body:
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n" + streamed
+                )
+            else:
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    + f"content-length: {len(plain)}\r\n\r\n".encode()
+                    + plain
+                )
+            await writer.drain()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        provider = OpenAICompatibleProvider(
+            Connection(base_url=f"http://127.0.0.1:{port}/v1"), get_settings()
+        )
+        request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}])
+        for _ in range(3):
+            parts = [chunk async for chunk in provider.stream_chat(request)]
+            assert "".join(c.delta for c in parts) == "Héllo there"
+            assert (parts[-1].finish_reason, parts[-1].output_tokens) == ("stop", 3)
+            answer = await provider.chat(request)
+            assert (answer.content, answer.input_tokens) == ("héllo", 2)
+        await provider.aclose()
+        server.close()
+        assert connections == 1
+
+    asyncio.run(scenario())
