@@ -294,7 +294,6 @@ def _ms(seconds: float) -> str:
 
 def _report(results, model_like, streams, memory, litellm_version, litellm_note, busy) -> str:
     names = list(results)
-    direct = results["direct"]
     lines = [
         "## Gateway overhead and semantic cache quality (bench/gateway)",
         "",
@@ -320,28 +319,7 @@ def _report(results, model_like, streams, memory, litellm_version, litellm_note,
     ]
     if litellm_note:
         lines += [f"**LiteLLM was not measured:** {litellm_note}", ""]
-    header = (
-        "| concurrency | "
-        + " | ".join(f"{n} p50 / p99 ms" for n in names)
-        + " | "
-        + " | ".join(f"{n} req/s" for n in names)
-        + " | errors |"
-    )
-    lines += [header, "|" + "---|" * (2 * len(names) + 2)]
-    for c in CONCURRENCY:
-        cells = []
-        for n in names:
-            r = results[n][c]
-            cell = f"{_ms(r.percentile(0.5))} / {_ms(r.percentile(0.99))}"
-            if n != "direct":
-                cell += (
-                    f" (+{_ms(r.percentile(0.5) - direct[c].percentile(0.5))} / "
-                    f"+{_ms(r.percentile(0.99) - direct[c].percentile(0.99))})"
-                )
-            cells.append(cell)
-        rates = [f"{results[n][c].throughput:.0f}" for n in names]
-        errors = ", ".join(f"{n} {results[n][c].errors}" for n in names)
-        lines.append(f"| {c} | " + " | ".join(cells + rates) + f" | {errors} |")
+    lines += _latency_table(results, CONCURRENCY)
     lines += ["", "Highest throughput seen with under 0.1% errors (any concurrency above):", ""]
     for n in names:
         ok = [r.throughput for r in results[n].values() if r.error_rate < 0.001]
@@ -359,28 +337,8 @@ def _report(results, model_like, streams, memory, litellm_version, litellm_note,
         "model; it uses no CPU while it waits), so that the gateway is not saturated by the "
         "benchmark itself. This is the added latency an application sees:",
         "",
-        "| concurrency | "
-        + " | ".join(f"{n} p50 / p99 ms" for n in names)
-        + " | "
-        + " | ".join(f"{n} req/s" for n in names)
-        + " | errors |",
-        "|" + "---|" * (2 * len(names) + 2),
     ]
-    slow_direct = model_like["direct"]
-    for c in MODEL_CONCURRENCY:
-        cells = []
-        for n in names:
-            r = model_like[n][c]
-            cell = f"{_ms(r.percentile(0.5))} / {_ms(r.percentile(0.99))}"
-            if n != "direct":
-                cell += (
-                    f" (+{_ms(r.percentile(0.5) - slow_direct[c].percentile(0.5))} / "
-                    f"+{_ms(r.percentile(0.99) - slow_direct[c].percentile(0.99))})"
-                )
-            cells.append(cell)
-        rates = [f"{model_like[n][c].throughput:.0f}" for n in names]
-        errors = ", ".join(f"{n} {model_like[n][c].errors}" for n in names)
-        lines.append(f"| {c} | " + " | ".join(cells + rates) + f" | {errors} |")
+    lines += _latency_table(model_like, MODEL_CONCURRENCY)
     lines += ["", f"{STREAMS} concurrent streams opened at once (each to `[DONE]`):", ""]
     for n, r in streams.items():
         lines.append(
@@ -391,6 +349,35 @@ def _report(results, model_like, streams, memory, litellm_version, litellm_note,
     lines += [f"- {n}: {mib:.0f} MiB" for n, mib in memory.items()]
     lines += ["", *_semantic_cache_quality()]
     return "\n".join(lines) + "\n"
+
+
+def _latency_table(results: dict[str, dict[int, load.Result]], concurrency) -> list[str]:
+    """Latency, added latency (against `direct` at the same concurrency) and throughput."""
+    names = list(results)
+    direct = results["direct"]
+    lines = [
+        "| concurrency | "
+        + " | ".join(f"{n} p50 / p99 ms" for n in names)
+        + " | "
+        + " | ".join(f"{n} req/s" for n in names)
+        + " | errors |",
+        "|" + "---|" * (2 * len(names) + 2),
+    ]
+    for c in concurrency:
+        cells = []
+        for n in names:
+            r = results[n][c]
+            cell = f"{_ms(r.percentile(0.5))} / {_ms(r.percentile(0.99))}"
+            if n != "direct":
+                cell += (
+                    f" (+{_ms(r.percentile(0.5) - direct[c].percentile(0.5))} / "
+                    f"+{_ms(r.percentile(0.99) - direct[c].percentile(0.99))})"
+                )
+            cells.append(cell)
+        rates = [f"{results[n][c].throughput:.0f}" for n in names]
+        errors = ", ".join(f"{n} {results[n][c].errors}" for n in names)
+        lines.append(f"| {c} | " + " | ".join(cells + rates) + f" | {errors} |")
+    return lines
 
 
 def _semantic_cache_quality() -> list[str]:
