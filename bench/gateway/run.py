@@ -312,9 +312,8 @@ def _report(results, model_like, streams, memory, litellm_version, litellm_note,
         "direct at the same concurrency.",
         "",
         f"Machine load (1-minute load average) at the start and end of the measurements: "
-        f"{busy[0]:.1f} and {busy[1]:.1f} on {os.cpu_count()} cores. Other work shared the "
-        "machine, so absolute figures are noisy; the three peers were measured in the same "
-        "run, one after another.",
+        f"{busy[0]:.1f} and {busy[1]:.1f} on {os.cpu_count()} cores (the benchmark's own "
+        "processes included); the peers were measured in the same run, one after another.",
         "",
     ]
     if litellm_note:
