@@ -6,23 +6,16 @@ authenticated callers per key for the same time. Changes committed in this proce
 once (a session hook clears the caches: a key revoked here is refused on the next call);
 changes made by another process apply within the TTL, plus the time one reload takes.
 
-Under load, a cache that simply expires sends every request in flight to the database at
-the same moment (each through the thread pool): that stampede, every TTL, was most of the
-gateway's p99. So each key is loaded by one task at a time, and while a value is reloaded
-the old one keeps serving (for at most another TTL); no request waits for the database
-once a value exists.
+Each is a core.loading.LoadingCache: loaded once per key at a time, the old value serving
+while a new one loads, so no request waits for the database once a value exists.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-import anyio
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -31,6 +24,7 @@ from llmdeck.catalog.models import Model
 from llmdeck.core import secrets
 from llmdeck.core.db import Database
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, NotFound
+from llmdeck.core.loading import LoadingCache
 from llmdeck.core.settings import Settings
 from llmdeck.gateway import models as tables
 from llmdeck.identity.models import ApiKey
@@ -95,60 +89,6 @@ _directories: weakref.WeakSet[Directory] = weakref.WeakSet()
 _WATCHED = (Model, ApiKey, tables.Route, tables.Deployment, tables.Limit, tables.CachePolicy)
 
 
-class _Loaded:
-    """Values loaded in a worker thread, kept `ttl` seconds; see the module docstring."""
-
-    MAX_KEYS = 10_000
-
-    def __init__(self, ttl: float):
-        self.ttl = ttl
-        self._values: dict[Hashable, tuple[float, Any]] = {}
-        self._loading: dict[Hashable, asyncio.Future] = {}
-        # Bumped by clear(): a load that started before a change must not store its result.
-        self._generation = 0
-
-    def clear(self) -> None:
-        self._generation += 1
-        self._values = {}
-        self._loading = {}
-
-    async def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
-        found = self._values.get(key)
-        age = time.monotonic() - found[0] if found is not None else None
-        if age is not None and age <= self.ttl:
-            return found[1]
-        pending = self._loading.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._load(key, load, self._generation))
-            pending.add_done_callback(_retrieve)
-            self._loading[key] = pending
-        if age is not None and age <= 2 * self.ttl:
-            return found[1]
-        return await asyncio.shield(pending)
-
-    async def _load(self, key: Hashable, load: Callable[[], Any], generation: int) -> Any:
-        try:
-            value = await anyio.to_thread.run_sync(load)
-        except BaseException:
-            if generation == self._generation:
-                self._values.pop(key, None)  # e.g. a key revoked elsewhere: stop serving it
-            raise
-        finally:
-            if generation == self._generation:
-                self._loading.pop(key, None)
-        if generation == self._generation:
-            if len(self._values) >= self.MAX_KEYS:
-                self._values = {}
-            self._values[key] = (time.monotonic(), value)
-        return value
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    """Mark a background reload's failure as seen (a caller that awaited it got it raised)."""
-    if not future.cancelled():
-        future.exception()
-
-
 class Directory:
     """Resolves aliases to targets and finds the limits and cache policy of a call."""
 
@@ -156,9 +96,9 @@ class Directory:
         self.db = db
         self.settings = settings
         self.ttl = settings.gateway_lookup_ttl
-        self._snapshot = _Loaded(self.ttl)
-        self._catalog = _Loaded(self.ttl)
-        self._principals = _Loaded(self.ttl)
+        self._snapshot = LoadingCache(self.ttl)
+        self._catalog = LoadingCache(self.ttl)
+        self._principals = LoadingCache(self.ttl)
         _directories.add(self)
 
     def invalidate(self) -> None:
