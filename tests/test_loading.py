@@ -75,3 +75,31 @@ def test_clear_discards_a_load_that_began_before_it() -> None:
         assert await cache.get("k", lambda: "after") == "after"
 
     asyncio.run(scenario())
+
+
+def test_each_event_loop_awaits_only_its_own_loads() -> None:
+    """The server's loop and a job worker's loop share values, never futures."""
+    release = threading.Event()
+
+    def slow() -> str:
+        release.wait(5)
+        return "value"
+
+    cache = LoadingCache(ttl=60)
+    results: list[str] = []
+
+    def other_loop() -> None:
+        results.append(asyncio.run(cache.get("k", slow)))
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(cache.get("k", slow))
+        await asyncio.sleep(0.05)  # a load is in flight on this loop
+        worker = threading.Thread(target=other_loop)
+        worker.start()
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await first == "value"
+        await asyncio.to_thread(worker.join, 5)
+
+    asyncio.run(scenario())
+    assert results == ["value"]

@@ -26,7 +26,8 @@ class LoadingCache:
     def __init__(self, ttl: float):
         self.ttl = ttl
         self._values: dict[Hashable, tuple[float, Any]] = {}
-        self._loading: dict[Hashable, asyncio.Future] = {}
+        # Loads in flight, per event loop: a job worker's loop cannot await the server's.
+        self._loading: dict[tuple[int, Hashable], asyncio.Future] = {}
         # Bumped by clear(): a load that started before a change must not store its result.
         self._generation = 0
 
@@ -40,16 +41,20 @@ class LoadingCache:
         age = time.monotonic() - found[0] if found is not None else None
         if age is not None and age <= self.ttl:
             return found[1]
-        pending = self._loading.get(key)
+        flight = (id(asyncio.get_running_loop()), key)
+        pending = self._loading.get(flight)
         if pending is None:
-            pending = asyncio.ensure_future(self._load(key, load, self._generation))
+            pending = asyncio.ensure_future(self._load(flight, load, self._generation))
             pending.add_done_callback(_retrieve)
-            self._loading[key] = pending
+            self._loading[flight] = pending
         if age is not None and age <= 2 * self.ttl:
             return found[1]
         return await asyncio.shield(pending)
 
-    async def _load(self, key: Hashable, load: Callable[[], Any], generation: int) -> Any:
+    async def _load(
+        self, flight: tuple[int, Hashable], load: Callable[[], Any], generation: int
+    ) -> Any:
+        key = flight[1]
         try:
             value = await anyio.to_thread.run_sync(load)
         except BaseException:
@@ -58,7 +63,7 @@ class LoadingCache:
             raise
         finally:
             if generation == self._generation:
-                self._loading.pop(key, None)
+                self._loading.pop(flight, None)
         if generation == self._generation:
             if len(self._values) >= self.MAX_KEYS:
                 self._values = {}
