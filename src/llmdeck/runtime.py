@@ -12,6 +12,7 @@ from llmdeck.core.jobs import JobRunner
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.service import Gateway
 from llmdeck.identity import service as identity
+from llmdeck.identity.keycache import KeyCache
 from llmdeck.monitoring.loop import MonitoringLoop
 from llmdeck.providers.service import close_providers
 from llmdeck.tracing.writer import TraceWriter
@@ -38,6 +39,8 @@ class Runtime:
     db: Database
     writer: TraceWriter
     gateway: Gateway
+    # Callers checked in the last moment (the gateway, the OTLP receiver, prompt fetches).
+    keys: KeyCache
     # The server's background work: alerts and retention, and queued jobs (ingestion, ...).
     monitor: MonitoringLoop | None = field(default=None)
     jobs: JobRunner | None = field(default=None)
@@ -59,7 +62,11 @@ class Runtime:
             db, interval=settings.trace_flush_interval, batch_size=settings.trace_batch_size
         )
         runtime = cls(
-            settings=settings, db=db, writer=writer, gateway=Gateway(db, settings, writer)
+            settings=settings,
+            db=db,
+            writer=writer,
+            gateway=Gateway(db, settings, writer),
+            keys=KeyCache(db, settings.key_cache_ttl),
         )
         if background and not runtime._claim_background():
             # Another server process runs it; take over should that process end.

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     local_threads: int = Field(
         default=0, description="Torch threads for the local models (0: PyTorch's default)."
     )
+    key_cache_ttl: float = Field(
+        default=2.0,
+        description="Seconds the gateway, the OTLP receiver and prompt fetches reuse an API "
+        "key check; a key revoked in another process is refused within this time (in this "
+        "process, at once).",
+    )
     gateway_lookup_ttl: float = Field(
         default=2.0,
         description="Seconds the gateway keeps routes, limits, cache policies and catalog "
@@ -113,11 +119,6 @@ class Settings(BaseSettings):
     )
     otlp_max_body_bytes: int = Field(
         default=32 * 1024 * 1024, description="Largest OTLP request body accepted, in bytes."
-    )
-    otlp_key_ttl: float = Field(
-        default=2.0,
-        description="Seconds the OTLP receiver reuses an API key check; a key revoked in "
-        "another process is refused within this time (in this process, at once).",
     )
     alert_interval: float = Field(
         default=60.0, description="Seconds between evaluations of the alert rules."

@@ -1,10 +1,9 @@
 """What a model alias resolves to, kept in memory for a moment so calls skip the database.
 
 Routes, limits and cache policies are small: the whole set is loaded at once and reloaded
-after `gateway_lookup_ttl` seconds. Catalog lookups are kept per (alias, project, kind) and
-authenticated callers per key for the same time. Changes committed in this process apply at
-once (a session hook clears the caches: a key revoked here is refused on the next call);
-changes made by another process apply within the TTL, plus the time one reload takes.
+after `gateway_lookup_ttl` seconds; catalog lookups are kept per (alias, project, kind) for
+the same time. Changes committed in this process apply at once (a session hook clears the
+caches); changes made by another process apply within the TTL, plus one reload.
 
 Each is a core.loading.LoadingCache: loaded once per key at a time, the old value serving
 while a new one loads, so no request waits for the database once a value exists.
@@ -13,7 +12,6 @@ while a new one loads, so no request waits for the database once a value exists.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import event, select
@@ -27,7 +25,6 @@ from llmdeck.core.errors import InvalidRequest, LLMDeckError, NotFound
 from llmdeck.core.loading import LoadingCache
 from llmdeck.core.settings import Settings
 from llmdeck.gateway import models as tables
-from llmdeck.identity.models import ApiKey
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import Connection
 
@@ -86,7 +83,7 @@ class Snapshot:
 
 
 _directories: weakref.WeakSet[Directory] = weakref.WeakSet()
-_WATCHED = (Model, ApiKey, tables.Route, tables.Deployment, tables.Limit, tables.CachePolicy)
+_WATCHED = (Model, tables.Route, tables.Deployment, tables.Limit, tables.CachePolicy)
 
 
 class Directory:
@@ -98,19 +95,11 @@ class Directory:
         self.ttl = settings.gateway_lookup_ttl
         self._snapshot = LoadingCache(self.ttl)
         self._catalog = LoadingCache(self.ttl)
-        self._principals = LoadingCache(self.ttl)
         _directories.add(self)
 
     def invalidate(self) -> None:
         self._snapshot.clear()
         self._catalog.clear()
-        self._principals.clear()
-
-    async def principal(
-        self, key_digest: str, project: str | None, authenticate: Callable[[], Principal]
-    ) -> Principal:
-        """The caller behind a key (by its digest) and project; `authenticate` looks it up."""
-        return await self._principals.get((key_digest, project), authenticate)
 
     async def snapshot(self) -> Snapshot:
         return await self._snapshot.get(None, self.load)

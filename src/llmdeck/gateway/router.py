@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import struct
 import time
@@ -24,7 +23,7 @@ from llmdeck.gateway.schemas import (
     ModelList,
 )
 from llmdeck.gateway.service import chat_call, embedding_call, join_trace
-from llmdeck.identity.deps import authenticate_header, get_principal, get_session
+from llmdeck.identity.deps import get_principal, get_session, known_principal
 from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import ChatChunk
@@ -39,22 +38,14 @@ async def authenticate(
 ) -> Principal:
     """The caller behind a bearer key, who must be a builder or above. A key seen in the
     last moment is not looked up again: the hot path stays off the database."""
-    digest = hashlib.sha256((authorization or "").encode()).hexdigest()
-    principal = await runtime.gateway.directory.principal(
-        digest, project, lambda: authenticate_header(runtime.db, authorization, project)
-    )
+    principal = await runtime.keys.principal(authorization, project)
     require(principal.role, "builder", "call models")
     return principal
 
 
-async def call_models(
-    request: Request,
-    authorization: str | None = Header(default=None, include_in_schema=False),
-    x_llmdeck_project: str | None = Header(
-        default=None, description="Project to act in, for keys valid in every project."
-    ),
-) -> Principal:
-    return await authenticate(request.app.state.runtime, authorization, x_llmdeck_project)
+async def call_models(principal: Principal = Depends(known_principal)) -> Principal:
+    require(principal.role, "builder", "call models")
+    return principal
 
 
 @router.post(

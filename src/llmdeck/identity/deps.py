@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
-from llmdeck.core.db import Database
-from llmdeck.core.errors import AuthenticationFailed
 from llmdeck.identity import service
 from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
@@ -32,20 +30,19 @@ def get_principal(
     ),
 ) -> Principal:
     """The caller behind the bearer API key."""
-    return authenticate_header(get_runtime(request).db, authorization, x_llmdeck_project)
+    return service.authenticate_header(get_runtime(request).db, authorization, x_llmdeck_project)
 
 
-def authenticate_header(db: Database, authorization: str | None, project: str | None) -> Principal:
-    """The caller behind an `Authorization: Bearer <key>` header value."""
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise AuthenticationFailed(
-            "Missing API key: send `Authorization: Bearer <key>`. "
-            "Create a key with `llmdeck keys create --project NAME`.",
-            code="missing_api_key",
-        )
-    secret = authorization[7:].strip()
-    with db.session() as session:
-        return service.authenticate_key(session, secret=secret, project_name=project)
+async def known_principal(
+    request: Request,
+    authorization: str | None = Header(default=None, include_in_schema=False),
+    x_llmdeck_project: str | None = Header(
+        default=None, description="Project to act in, for keys valid in every project."
+    ),
+) -> Principal:
+    """The caller behind the bearer API key, from the runtime's key cache: for endpoints
+    called many times a second (a key seen in the last moment costs no query, no thread)."""
+    return await get_runtime(request).keys.principal(authorization, x_llmdeck_project)
 
 
 def requires(role: str, action: str):

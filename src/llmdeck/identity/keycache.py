@@ -1,60 +1,50 @@
-"""API keys checked in the last moment, for endpoints called many times a second.
+"""Callers authenticated in the last moment, for endpoints called many times a second.
 
-The OTLP receiver answers exporters that post a batch every few milliseconds; looking the key
-up each time (a hash, two queries, a thread hop) cost as much as storing the spans. A key is
-trusted for `ttl` seconds after a successful check. Changes to keys, users or projects
-committed in this process clear every cache at once (a key revoked here is refused on the
-next call); changes made by another process apply within the TTL.
+The gateway, the OTLP receiver and the SDK's prompt fetch are called far more often than
+keys change; looking the key up each time (a hash, two queries, a thread hop) cost as much
+as the work itself. A key's principal is kept for `ttl` seconds in a core.loading
+LoadingCache (one lookup per key at a time, the old answer serving while it is renewed).
+Changes to keys, memberships, users or projects committed in this process clear every
+cache at once (a key revoked here is refused on the next call); changes made by another
+process apply within the TTL, plus one lookup.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 import weakref
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from llmdeck.core.db import Database
+from llmdeck.core.loading import LoadingCache
 from llmdeck.identity.models import ApiKey, Membership, Project, User
 from llmdeck.identity.schemas import Principal
+from llmdeck.identity.service import authenticate_header
 
 _caches: weakref.WeakSet[KeyCache] = weakref.WeakSet()
 _WATCHED = (ApiKey, Membership, Project, User)
 
 
 class KeyCache:
-    """Principals by (authorization header, project header), each kept `ttl` seconds."""
+    """Principals by (authorization header, project header)."""
 
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, ttl: float):
-        self.ttl = ttl
-        self._entries: dict[tuple[bytes, str | None], tuple[float, Principal]] = {}
+    def __init__(self, db: Database, ttl: float):
+        self.db = db
+        self._principals = LoadingCache(ttl)
         _caches.add(self)
 
-    @staticmethod
-    def _key(authorization: str | None, project: str | None) -> tuple[bytes, str | None]:
-        # A digest, so that the secret itself is not kept in memory longer than the request.
-        return hashlib.sha256((authorization or "").encode()).digest(), project
-
-    def get(self, authorization: str | None, project: str | None) -> Principal | None:
-        if self.ttl <= 0:
-            return None
-        found = self._entries.get(self._key(authorization, project))
-        if found is not None and time.monotonic() - found[0] <= self.ttl:
-            return found[1]
-        return None
-
-    def put(self, authorization: str | None, project: str | None, principal: Principal) -> None:
-        if self.ttl <= 0:
-            return
-        if len(self._entries) >= self.MAX_ENTRIES:
-            self._entries = {}
-        self._entries[self._key(authorization, project)] = (time.monotonic(), principal)
+    async def principal(self, authorization: str | None, project: str | None) -> Principal:
+        """The caller behind `Authorization: Bearer <key>` (and the project header)."""
+        # A digest, so that the secret itself is not kept in memory beyond the request.
+        key = hashlib.sha256((authorization or "").encode()).digest(), project
+        return await self._principals.get(
+            key, lambda: authenticate_header(self.db, authorization, project)
+        )
 
     def clear(self) -> None:
-        self._entries = {}
+        self._principals.clear()
 
 
 @event.listens_for(Session, "after_flush")

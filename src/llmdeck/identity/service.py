@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from llmdeck.core import secrets
-from llmdeck.core.db import utcnow
+from llmdeck.core.db import Database, utcnow
 from llmdeck.core.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from llmdeck.identity.models import ApiKey, Membership, Project, User
 from llmdeck.identity.roles import check_role
@@ -217,6 +217,19 @@ def ensure_master_key(session: Session, *, secret: str) -> ApiKey:
         except IntegrityError:  # another server process stored it first
             key = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
     return key
+
+
+def authenticate_header(db: Database, authorization: str | None, project: str | None) -> Principal:
+    """The caller behind an `Authorization: Bearer <key>` header value."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise AuthenticationFailed(
+            "Missing API key: send `Authorization: Bearer <key>`. "
+            "Create a key with `llmdeck keys create --project NAME`.",
+            code="missing_api_key",
+        )
+    secret = authorization[7:].strip()
+    with db.session() as session:
+        return authenticate_key(session, secret=secret, project_name=project)
 
 
 def authenticate_key(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
+from llmdeck.identity.deps import get_principal, get_runtime, get_session, known_principal, requires
 from llmdeck.identity.schemas import Principal
 from llmdeck.prompts import chains, service
 from llmdeck.prompts.cache import cache_for
@@ -68,31 +67,13 @@ def create_prompt_version(
     return service.version_public(prompt, row, service.labels(session, prompt=prompt))
 
 
-async def known_caller(
-    request: Request,
-    authorization: str | None = Header(default=None, include_in_schema=False),
-    x_llmdeck_project: str | None = Header(
-        default=None, description="Project to act in, for keys valid in every project."
-    ),
-) -> Principal:
-    """The caller, as the gateway knows it: a key seen in the last moment is not looked up
-    again (no thread hop, no database), and a key revoked in this process is refused at once."""
-    runtime = request.app.state.runtime
-    digest = hashlib.sha256((authorization or "").encode()).hexdigest()
-    return await runtime.gateway.directory.principal(
-        digest,
-        x_llmdeck_project,
-        lambda: get_principal(request, authorization, x_llmdeck_project),
-    )
-
-
 @router.get("/{name}", operation_id="get_prompt", response_model=PromptVersionPublic)
 async def get_prompt(
     request: Request,
     name: str,
     label: str | None = Query(default=None, description="e.g. production; default: latest"),
     version: int | None = Query(default=None, ge=1),
-    principal: Principal = Depends(known_caller),
+    principal: Principal = Depends(known_principal),
 ):
     """One version of a prompt, by label or number (the SDK's fetch).
 

@@ -18,8 +18,6 @@ from fastapi.responses import JSONResponse, Response
 from llmdeck.catalog.pricing import PriceBook, cost
 from llmdeck.core.db import Database
 from llmdeck.core.errors import InvalidRequest
-from llmdeck.identity.deps import get_principal
-from llmdeck.identity.keycache import KeyCache
 from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
 from llmdeck.tracing import ingest, otlp
@@ -50,15 +48,6 @@ def _prices_of(request: Request) -> PriceBook:
             runtime.db, runtime.settings.gateway_lookup_ttl
         )
     return book
-
-
-def _keys_of(request: Request) -> KeyCache:
-    keys = getattr(request.app.state, "otlp_keys", None)
-    if keys is None:
-        keys = request.app.state.otlp_keys = KeyCache(
-            request.app.state.runtime.settings.otlp_key_ttl
-        )
-    return keys
 
 
 def _decompress(body: bytes, encoding: str) -> bytes:
@@ -107,12 +96,8 @@ async def export_traces(
     """Receive OpenTelemetry spans (OTLP/HTTP); answered once they are stored."""
     runtime = request.app.state.runtime
     settings = runtime.settings
-    keys = _keys_of(request)
-    principal = keys.get(authorization, x_llmdeck_project)  # only keys that passed below
-    if principal is None:
-        principal = await run_in_threadpool(
-            _authenticate, request, authorization, x_llmdeck_project, keys
-        )
+    principal = await runtime.keys.principal(authorization, x_llmdeck_project)
+    require(principal.role, "builder", "send traces")
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_json = content_type == "application/json"
@@ -136,15 +121,6 @@ async def export_traces(
     if is_json:
         return JSONResponse({})
     return Response(_EMPTY_PROTOBUF_RESPONSE, media_type=PROTOBUF)
-
-
-def _authenticate(
-    request: Request, authorization: str | None, project: str | None, keys: KeyCache
-) -> Principal:
-    principal = get_principal(request, authorization, project)
-    require(principal.role, "builder", "send traces")
-    keys.put(authorization, project, principal)
-    return principal
 
 
 def _store(
