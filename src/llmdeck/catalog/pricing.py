@@ -12,11 +12,10 @@ import threading
 import time
 import weakref
 
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from llmdeck.catalog.models import Model
-from llmdeck.core.db import Database
+from llmdeck.core.db import Database, after_commit_changing
 
 Prices = tuple[float, float]  # dollars per million input tokens, per million output tokens
 
@@ -82,14 +81,9 @@ def cost(prices: Prices, input_tokens: int | None, output_tokens: int | None) ->
     return ((input_tokens or 0) * prices[0] + (output_tokens or 0) * prices[1]) / 1_000_000
 
 
-@event.listens_for(Session, "after_flush")
-def _note_changes(session: Session, _context) -> None:
-    if any(isinstance(o, Model) for o in (*session.new, *session.dirty, *session.deleted)):
-        session.info["llmdeck_pricing_dirty"] = True
+def _clear_books() -> None:
+    for book in list(_books):
+        book.clear()
 
 
-@event.listens_for(Session, "after_commit")
-def _clear(session: Session) -> None:
-    if session.info.pop("llmdeck_pricing_dirty", False):
-        for book in list(_books):
-            book.clear()
+after_commit_changing((Model,), _clear_books)

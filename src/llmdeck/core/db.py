@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,3 +126,19 @@ def forget_databases() -> None:
         for db in _databases.values():
             db.dispose()
         _databases.clear()
+
+
+def after_commit_changing(watched: tuple[type, ...], callback: Callable[[], None]) -> None:
+    """Call `callback` after each commit, in this process, that added, changed or deleted an
+    instance of one of `watched` (in-memory caches clear themselves this way)."""
+    flag = f"llmdeck_changed_{id(callback)}"
+
+    @event.listens_for(Session, "after_flush")
+    def _note(session: Session, _context) -> None:
+        if any(isinstance(o, watched) for o in (*session.new, *session.dirty, *session.deleted)):
+            session.info[flag] = True
+
+    @event.listens_for(Session, "after_commit")
+    def _notify(session: Session) -> None:
+        if session.info.pop(flag, False):
+            callback()

@@ -14,13 +14,13 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, field
 
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from llmdeck.catalog import service as catalog
 from llmdeck.catalog.models import Model
 from llmdeck.core import secrets
-from llmdeck.core.db import Database
+from llmdeck.core.db import Database, after_commit_changing
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, NotFound
 from llmdeck.core.loading import LoadingCache
 from llmdeck.core.settings import Settings
@@ -232,15 +232,10 @@ def _wrong_kind(alias: str, has: str, wants: str) -> InvalidRequest:
     )
 
 
-# Changes committed in this process clear every directory's caches at once.
-@event.listens_for(Session, "after_flush")
-def _note_changes(session: Session, _context) -> None:
-    if any(isinstance(o, _WATCHED) for o in (*session.new, *session.dirty, *session.deleted)):
-        session.info["llmdeck_gateway_dirty"] = True
+def _invalidate() -> None:
+    """Changes committed in this process clear every directory's caches at once."""
+    for directory in list(_directories):
+        directory.invalidate()
 
 
-@event.listens_for(Session, "after_commit")
-def _invalidate(session: Session) -> None:
-    if session.info.pop("llmdeck_gateway_dirty", False):
-        for directory in list(_directories):
-            directory.invalidate()
+after_commit_changing(_WATCHED, _invalidate)

@@ -14,10 +14,7 @@ from __future__ import annotations
 import hashlib
 import weakref
 
-from sqlalchemy import event
-from sqlalchemy.orm import Session
-
-from llmdeck.core.db import Database
+from llmdeck.core.db import Database, after_commit_changing
 from llmdeck.core.loading import LoadingCache
 from llmdeck.identity.models import ApiKey, Membership, Project, User
 from llmdeck.identity.schemas import Principal
@@ -47,14 +44,9 @@ class KeyCache:
         self._principals.clear()
 
 
-@event.listens_for(Session, "after_flush")
-def _note_changes(session: Session, _context) -> None:
-    if any(isinstance(o, _WATCHED) for o in (*session.new, *session.dirty, *session.deleted)):
-        session.info["llmdeck_keycache_dirty"] = True
+def _clear_caches() -> None:
+    for cache in list(_caches):
+        cache.clear()
 
 
-@event.listens_for(Session, "after_commit")
-def _clear(session: Session) -> None:
-    if session.info.pop("llmdeck_keycache_dirty", False):
-        for cache in list(_caches):
-            cache.clear()
+after_commit_changing(_WATCHED, _clear_caches)
