@@ -194,17 +194,20 @@ def _stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far (Linux), else None."""
+def _cpu_seconds_tree(pid: int) -> float | None:
+    """CPU seconds of a process and its children (the workers of `llmdeck up --workers`)."""
+    import psutil
+
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+        return sum(sum(p.cpu_times()[:2]) for p in procs)
+    except psutil.Error:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _llmdeck(
-    bodies: list[bytes], home: Path, database_url: str | None
+    bodies: list[bytes], home: Path, database_url: str | None, workers: int = 1
 ) -> tuple[float, int, float | None]:
     """(spans/s, refusals, server CPU microseconds per span) of `llmdeck up`."""
     port = _free_port()
@@ -214,7 +217,7 @@ def _llmdeck(
         env["LLMDECK_DATABASE_URL"] = database_url
         env["LLMDECK_SECRET_KEY"] = "bench-secret-key-0123456789abcdef"
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmdeck", "up", "--port", str(port)],
+        [sys.executable, "-m", "llmdeck", "up", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -227,14 +230,14 @@ def _llmdeck(
             {"Authorization": f"Bearer {KEY}"},
             60,
         )  # warm-up
-        cpu_before = _cpu_seconds(process.pid)
+        cpu_before = _cpu_seconds_tree(process.pid)
         acked, seconds, refused = _send(
             f"http://127.0.0.1:{port}/v1/traces",
             bodies[20:],
             {"Authorization": f"Bearer {KEY}"},
             300,
         )
-        cpu_after = _cpu_seconds(process.pid)
+        cpu_after = _cpu_seconds_tree(process.pid)
         cpu = (
             (cpu_after - cpu_before) / acked * 1e6
             if cpu_before is not None and cpu_after is not None and acked
@@ -449,6 +452,10 @@ def _per_span(cpu_us: float | None) -> str:
     return f"server CPU {cpu_us:.0f} us/span" if cpu_us is not None else "server CPU not measured"
 
 
+# Server processes for the second llmdeck SQLite row: one per core by default.
+WORKERS = int(os.environ.get("BENCH_TRACING_WORKERS", str(os.cpu_count() or 1)))
+
+
 def main() -> str:
     total = int(os.environ.get("LLMDECK_BENCH_SPANS", "100000"))
     load = os.getloadavg()[1]  # other work on the machine shares the same 2 cores
@@ -457,6 +464,9 @@ def main() -> str:
     try:
         bodies = _batches(total + 20 * BATCH)
         sqlite_rate, sqlite_refused, sqlite_cpu = _llmdeck(bodies, root / "sqlite-home", None)
+        many_rate, many_refused, many_cpu = _llmdeck(
+            bodies, root / "sqlite-workers-home", None, workers=WORKERS
+        )
         from bench.tracing.inprocess import measure
 
         in_process = measure(min(total, 20_000), None, profile=False)
@@ -500,6 +510,7 @@ def main() -> str:
         "| receiver | spans/s | note |",
         "|---|---|---|",
         f"| llmdeck, SQLite (`llmdeck up`, one process) | {sqlite_rate:,.0f} | stored before the answer; {sqlite_refused} refusals (503); {_per_span(sqlite_cpu)} |",
+        f"| llmdeck, SQLite (`llmdeck up --workers {WORKERS}`) | {many_rate:,.0f} | stored before the answer; {many_refused} refusals (503); {_per_span(many_cpu)} |",
         pg_line,
         f"| llmdeck, SQLite, in process (parse + map + store, no HTTP; `python -m bench.tracing.inprocess`) | {in_process['wall']:,.0f} | {in_process['cpu']:,.0f} spans per CPU second; median CPU per span: parse {in_process['parse']:.1f} us, map {in_process['map']:.1f} us, store {in_process['store']:.1f} us |",
     ]
@@ -518,8 +529,11 @@ def main() -> str:
     if phoenix_stored:
         lines += [
             "",
-            f"llmdeck on SQLite / Phoenix (stored): **{sqlite_rate / phoenix_stored:.1f}x** (goal: 10x). "
-            f"Goal of 10,000 spans/s into SQLite: **{'met' if sqlite_rate >= 10_000 else 'not met'}**.",
+            f"llmdeck on SQLite, one process / Phoenix (stored): **{sqlite_rate / phoenix_stored:.1f}x** "
+            "(goal: 10x). Goal of 10,000 spans/s into SQLite: "
+            f"**{'met' if max(sqlite_rate, many_rate) >= 10_000 else 'not met'}** "
+            f"({sqlite_rate:,.0f} with one process, {many_rate:,.0f} with {WORKERS}; the "
+            "processes parse and map in parallel and take turns to write).",
         ]
     if lists:
         lines += [
