@@ -140,12 +140,11 @@ async def _measure(port: int) -> str:
     load = os.getloadavg()
     return "\n".join(
         [
-            "<!-- bench:evals -->",
             "## Evaluation",
             "",
             f"`python -m bench evals` · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · "
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"load average {load[0]:.1f} (shared machine) · SQLite",
+            f"load average {load[0]:.1f} · SQLite",
             "",
             "### Experiment throughput",
             "",
@@ -166,7 +165,6 @@ async def _measure(port: int) -> str:
             "### Faithfulness on HaluEval QA",
             "",
             faithfulness,
-            "<!-- /bench:evals -->",
         ]
     )
 
