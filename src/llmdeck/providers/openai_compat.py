@@ -193,10 +193,11 @@ class OpenAICompatibleProvider(Provider):
 class _KeepAlivePool:
     """A lean HTTP/1.1 keep-alive client for one plain-http upstream, on one event loop.
 
-    The gateway's non-streamed calls go through it: httpx costs several times more CPU per
-    request, which is most of the gateway's own overhead in front of a fast local server.
-    It speaks only what OpenAI-compatible servers answer (Content-Length or chunked bodies)
-    and raises httpx's exceptions, so errors are translated in one place.
+    The gateway's calls to plain-http upstreams go through it, streamed or not: httpx costs
+    several times more CPU per request, and its connection pool scans every waiting request
+    against every connection (most of the CPU with hundreds of streams open). It speaks
+    only what OpenAI-compatible servers answer (Content-Length or chunked bodies) and
+    raises httpx's exceptions, so errors are translated in one place.
     """
 
     KEEP = 64
