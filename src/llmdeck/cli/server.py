@@ -80,7 +80,8 @@ def _announce(host: str, port: int, workers: int, access) -> None:
             if httpx.get(f"http://{probe}:{port}/api/health", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     else:
         return
     url = f"http://{host}:{port}"
