@@ -42,10 +42,11 @@ def serves(scope: dict[str, Any]) -> bool:
 
 
 async def serve(runtime: Runtime, scope: dict[str, Any], receive, send) -> None:
+    # ASGI servers give header names in lower case.
     headers = {
         _WANTED[name]: value.decode("latin-1")
         for name, value in scope["headers"]
-        if name.lower() in _WANTED
+        if name in _WANTED
     }
     try:
         response = await _answer(runtime, scope["path"], headers, receive)
