@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,6 +234,28 @@ def test_receiver_rejects_bad_input_and_missing_keys(api: TestClient) -> None:
         headers={"Authorization": "", "Content-Type": "application/x-protobuf"},
     )
     assert anonymous.status_code == 401
+
+
+def test_compressed_batches_inflate_within_the_size_limit(api: TestClient) -> None:
+    headers = {"Content-Type": "application/x-protobuf"}
+    batch = _protobuf_batch()
+    for encoding, packed in (("gzip", gzip.compress(batch)), ("deflate", zlib.compress(batch))):
+        sent = api.post(
+            "/v1/traces", content=packed, headers={**headers, "Content-Encoding": encoding}
+        )
+        assert sent.status_code == 200, (encoding, sent.text)
+    # 64 MiB of zeros gzip to about 64 KiB: refused once inflating passes the limit, without
+    # inflating the rest.
+    bomb = gzip.compress(bytes(64 * 1024 * 1024))
+    refused = api.post("/v1/traces", content=bomb, headers={**headers, "Content-Encoding": "gzip"})
+    assert refused.status_code == 400
+    assert "inflates to more than 32 MiB" in refused.json()["error"]["message"]
+    cut = api.post(
+        "/v1/traces",
+        content=gzip.compress(batch)[:-12],
+        headers={**headers, "Content-Encoding": "gzip"},
+    )
+    assert cut.status_code == 400 and "not valid gzip" in cut.json()["error"]["message"]
 
 
 def test_full_receiver_pushes_back_with_retry_after(api: TestClient) -> None:

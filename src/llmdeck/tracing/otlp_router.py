@@ -8,7 +8,6 @@ worker thread per batch, answered once the batch is committed.
 
 from __future__ import annotations
 
-import gzip
 import zlib
 
 from fastapi import APIRouter, Header, Request
@@ -50,17 +49,27 @@ def _prices_of(request: Request) -> PriceBook:
     return book
 
 
-def _decompress(body: bytes, encoding: str) -> bytes:
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, zlib.error, EOFError):
-        raise InvalidRequest(f"The body is not valid {encoding}.", param="body") from None
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body as sent, inflated to at most `limit` bytes (a small gzip can hold gigabytes)."""
     if encoding in ("", "identity"):
         return body
-    raise InvalidRequest(f"Content-Encoding {encoding!r} is not supported; use gzip.")
+    if encoding not in ("gzip", "deflate"):
+        raise InvalidRequest(f"Content-Encoding {encoding!r} is not supported; use gzip.")
+    # wbits: 16 + MAX_WBITS reads a gzip header and trailer, MAX_WBITS a zlib stream.
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+    try:
+        data = inflate.decompress(body, limit)
+        if inflate.unconsumed_tail:
+            raise InvalidRequest(
+                f"The batch inflates to more than {limit // (1024 * 1024)} MiB; "
+                "send smaller batches.",
+                param="body",
+            )
+        if not inflate.eof:
+            raise zlib.error("truncated")
+    except zlib.error:
+        raise InvalidRequest(f"The body is not valid {encoding}.", param="body") from None
+    return data
 
 
 def _busy(retry_after: int) -> JSONResponse:
@@ -114,7 +123,14 @@ async def export_traces(
         return _busy(settings.otlp_retry_after)
     try:
         await run_in_threadpool(
-            _store, runtime.db, body, encoding, is_json, principal, _prices_of(request)
+            _store,
+            runtime.db,
+            body,
+            encoding,
+            is_json,
+            principal,
+            _prices_of(request),
+            settings.otlp_max_body_bytes,
         )
     finally:
         gate.release()
@@ -129,10 +145,11 @@ def _store(
     encoding: str,
     is_json: bool,
     principal: Principal,
-    prices: PriceBook | None = None,
+    prices: PriceBook | None,
+    limit: int,
 ) -> int:
     """Decompress, parse, map, price and store one batch; the number of spans received."""
-    data = _decompress(body, encoding)
+    data = _decompress(body, encoding, limit)
 
     def build() -> list[SpanRecord]:
         raw = otlp.parse_json(data) if is_json else otlp.parse_protobuf(data)
