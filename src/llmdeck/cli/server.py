@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 import threading
 import time
 
@@ -76,10 +77,13 @@ def _announce(host: str, port: int, workers: int, access) -> None:
     probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
+        # A bare connect first: it costs next to nothing while the server is still starting
+        # (an HTTP client per try took CPU from the start-up it waits for).
         try:
-            if httpx.get(f"http://{probe}:{port}/api/health", timeout=1).status_code == 200:
+            socket.create_connection((probe, port), timeout=1).close()
+            if httpx.get(f"http://{probe}:{port}/api/health", timeout=5).status_code == 200:
                 break
-        except httpx.HTTPError:
+        except (OSError, httpx.HTTPError):
             pass
         time.sleep(0.05)
     else:
