@@ -89,3 +89,32 @@ def test_stopping_the_runner_hands_running_jobs_back(db: Database) -> None:
     with db.session() as session:
         row = jobs.get_or_raise(session, job_id=job_id)
         assert (row.status, row.claimed_by, row.finished_at) == ("queued", None, None)
+
+
+def test_a_job_a_cli_runs_in_the_foreground_is_claimed_like_any_other(db: Database) -> None:
+    """`llmdeck kb add` claims its job: a server's worker then leaves it alone, and a job a
+    server already took is not run a second time by the CLI."""
+    jobs.register("test.noop", _noop)
+    job_id = _queue(db)
+    owner = jobs.claim_job(db, job_id)
+    assert owner is not None and owner.startswith("cli:")
+    assert jobs.claim_job(db, job_id) is None  # one claim at a time
+    with db.sessionmaker() as session:
+        assert jobs._claim(session, worker="server", lease=30) is None
+    with db.session() as session:
+        job = jobs.get_or_raise(session, job_id=job_id)
+        session.expunge(job)
+    asyncio.run(jobs.run_one(db, job, None, worker=owner, lease=30))
+    with db.session() as session:
+        row = jobs.get_or_raise(session, job_id=job_id)
+        assert (row.status, row.result, row.claimed_by, row.attempts) == (
+            "done",
+            {"ran": 1},
+            owner,
+            1,
+        )
+
+    taken = _queue(db, n=2)
+    with db.sessionmaker() as session:
+        assert jobs._claim(session, worker="server", lease=30).id == taken
+    assert jobs.claim_job(db, taken) is None

@@ -151,6 +151,26 @@ def _claim(session: Session, *, worker: str, lease: float) -> Job | None:
     return None
 
 
+def claim_job(db: Database, job_id: str) -> str | None:
+    """Claim one queued job for this process to run in the foreground (a CLI command); the
+    claim's owner name, or None when a server's worker already has the job."""
+    worker = f"cli:{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+    now = utcnow()
+    with db.session() as session:
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued")
+            .values(
+                status="running",
+                started_at=now,
+                heartbeat_at=now,
+                claimed_by=worker,
+                attempts=Job.attempts + 1,
+            )
+        ).rowcount
+    return worker if claimed else None
+
+
 def _beat(db: Database, job_id: str, worker: str) -> bool:
     """Renew the lease; False when another worker took the job over."""
     with db.session() as session:

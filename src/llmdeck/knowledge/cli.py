@@ -143,12 +143,19 @@ def kb_add(
 def _run_with_progress(job_id: str) -> None:
     runtime = _runtime()
     db = runtime.db
+    # Claimed like any worker claims it, so that a running server does not take it too; if
+    # a server's worker got it first, this command follows its progress instead.
+    owner = jobs.claim_job(db, job_id)
     with db.session() as session:
         job = jobs.get_or_raise(session, job_id=job_id)
         session.expunge(job)
-    job.status = "running"
-    worker = threading.Thread(target=lambda: asyncio.run(jobs.run_one(db, job, runtime)))
-    worker.start()
+    worker = None
+    if owner is not None:
+        lease = runtime.settings.job_lease
+        worker = threading.Thread(
+            target=lambda: asyncio.run(jobs.run_one(db, job, runtime, worker=owner, lease=lease))
+        )
+        worker.start()
     columns = (
         TextColumn("[bold]ingesting"),
         BarColumn(),
@@ -158,11 +165,14 @@ def _run_with_progress(job_id: str) -> None:
     )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("", total=None)
-        while worker.is_alive():
+        row = job
+        while row.status in ("queued", "running"):
             time.sleep(0.2)
             with db.session() as session:
                 row = jobs.get_or_raise(session, job_id=job_id)
                 progress.update(task, completed=row.done, total=row.total or None)
+        if worker is not None:
+            worker.join()
         with db.session() as session:
             row = jobs.get_or_raise(session, job_id=job_id)
             progress.update(task, completed=row.done, total=row.total or 1)
