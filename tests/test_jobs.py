@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from llmdeck.core import jobs
@@ -118,3 +119,20 @@ def test_a_job_a_cli_runs_in_the_foreground_is_claimed_like_any_other(db: Databa
     with db.sessionmaker() as session:
         assert jobs._claim(session, worker="server", lease=30).id == taken
     assert jobs.claim_job(db, taken) is None
+
+
+def test_a_starting_server_leaves_a_cli_job_alone(db: Database) -> None:
+    """On SQLite a starting runner requeues the jobs its dead predecessor left running, but
+    not the one a CLI command is running in the foreground."""
+    if not db.settings.is_sqlite:
+        pytest.skip("only SQLite requeues at start; elsewhere leases decide")
+    jobs.register("test.noop", _noop)
+    abandoned, foreground = _queue(db), _queue(db, n=2)
+    with db.sessionmaker() as session:
+        assert jobs._claim(session, worker="dead-server", lease=30).id == abandoned
+    owner = jobs.claim_job(db, foreground)
+    jobs.JobRunner(db, None)._requeue_abandoned()
+    with db.session() as session:
+        assert jobs.get_or_raise(session, job_id=abandoned).status == "queued"
+        row = jobs.get_or_raise(session, job_id=foreground)
+        assert (row.status, row.claimed_by) == ("running", owner)

@@ -151,10 +151,13 @@ def _claim(session: Session, *, worker: str, lease: float) -> Job | None:
     return None
 
 
+CLI_WORKER = "cli:"  # the prefix of claims made by CLI commands
+
+
 def claim_job(db: Database, job_id: str) -> str | None:
     """Claim one queued job for this process to run in the foreground (a CLI command); the
     claim's owner name, or None when a server's worker already has the job."""
-    worker = f"cli:{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+    worker = f"{CLI_WORKER}{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
     now = utcnow()
     with db.session() as session:
         claimed = session.execute(
@@ -273,12 +276,20 @@ class JobRunner:
 
     def _requeue_abandoned(self) -> None:
         # Only safe for one process per database (SQLite, local mode): a job left running by
-        # a process that died is started again at once. Elsewhere other replicas may be
-        # busy with theirs: an abandoned job waits for its lease to run out (see `_claim`).
+        # a server process that died is started again at once. Elsewhere other replicas may
+        # be busy with theirs: an abandoned job waits for its lease to run out (see `_claim`).
+        # A CLI command running its own job in the foreground (`claim_job`) keeps its lease.
         if not self.db.settings.is_sqlite:
             return
         with self.db.session() as session:
-            session.execute(update(Job).where(Job.status == "running").values(status="queued"))
+            session.execute(
+                update(Job)
+                .where(
+                    Job.status == "running",
+                    or_(Job.claimed_by.is_(None), ~Job.claimed_by.startswith(CLI_WORKER)),
+                )
+                .values(status="queued")
+            )
 
     def _claim_one(self) -> Job | None:
         try:
