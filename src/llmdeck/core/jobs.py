@@ -132,17 +132,8 @@ def _claim(session: Session, *, worker: str, lease: float) -> Job | None:
         select(Job.id).where(claimable, Job.kind.in_(kinds)).order_by(Job.created_at).limit(5)
     ).all()
     for job_id in candidates:
-        now = utcnow()
         claimed = session.execute(
-            update(Job)
-            .where(Job.id == job_id, claimable)
-            .values(
-                status="running",
-                started_at=now,
-                heartbeat_at=now,
-                claimed_by=worker,
-                attempts=Job.attempts + 1,
-            )
+            update(Job).where(Job.id == job_id, claimable).values(**_claimed_by(worker))
         ).rowcount
         if claimed:
             session.commit()
@@ -158,20 +149,25 @@ def claim_job(db: Database, job_id: str) -> str | None:
     """Claim one queued job for this process to run in the foreground (a CLI command); the
     claim's owner name, or None when a server's worker already has the job."""
     worker = f"{CLI_WORKER}{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
-    now = utcnow()
     with db.session() as session:
         claimed = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == "queued")
-            .values(
-                status="running",
-                started_at=now,
-                heartbeat_at=now,
-                claimed_by=worker,
-                attempts=Job.attempts + 1,
-            )
+            .values(**_claimed_by(worker))
         ).rowcount
     return worker if claimed else None
+
+
+def _claimed_by(worker: str) -> dict[str, Any]:
+    """The columns a claim sets."""
+    now = utcnow()
+    return {
+        "status": "running",
+        "started_at": now,
+        "heartbeat_at": now,
+        "claimed_by": worker,
+        "attempts": Job.attempts + 1,
+    }
 
 
 def _beat(db: Database, job_id: str, worker: str) -> bool:
