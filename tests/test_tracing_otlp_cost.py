@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from llmdeck.app import create_app
@@ -18,6 +17,7 @@ from llmdeck.core.db import Database
 from llmdeck.core.settings import Settings
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ApiKeyCreate
+from tests.test_tracing_otlp import _kv
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 
@@ -51,16 +51,6 @@ def api(db: Database, settings: Settings) -> Iterator[tuple[TestClient, Database
     with TestClient(create_app(settings)) as http:
         http.headers["Authorization"] = f"Bearer {secret}"
         yield http, db
-
-
-def _kv(key: str, value) -> KeyValue:
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    if isinstance(value, float):
-        return KeyValue(key=key, value=AnyValue(double_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
 def _send(http: TestClient, spans: dict[str, dict]) -> None:
