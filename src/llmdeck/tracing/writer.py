@@ -46,7 +46,7 @@ class SpanRecord:
 class TraceWriter:
     """Writes queued spans from one background thread; `flush` waits until they are stored."""
 
-    def __init__(self, db: Database, *, interval: float = 0.2, batch_size: int = 500):
+    def __init__(self, db: Database, *, interval: float = 0.2, batch_size: int = 200):
         self.db = db
         self.interval = interval
         self.batch_size = batch_size
