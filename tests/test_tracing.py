@@ -121,3 +121,39 @@ def test_a_project_sees_only_its_own_traces(db: Database) -> None:
     span = trace.spans[0]
     assert (span.input_tokens, span.output_tokens, span.output) == (3, 2, "hello")
     assert span.started_at.tzinfo is not None
+
+
+def test_a_trace_is_found_through_its_own_index_in_time_order(db: Database) -> None:
+    """Opening a trace reads its spans, not every span of the project (SQLite's planner
+    walked the project's time index when the query ordered by time)."""
+    from sqlalchemy import event
+
+    from llmdeck.tracing.ingest import write_spans
+
+    with db.session() as session:
+        project = identity.create_project(session, data=ProjectCreate(name="acme"))
+    start = datetime.now(UTC)
+    trace_id = new_trace_id()
+    write_spans(db, [_span(project.id, start - timedelta(seconds=i)) for i in range(200)])
+    write_spans(
+        db, [_span(project.id, start + timedelta(seconds=s), trace_id=trace_id) for s in (3, 1, 2)]
+    )
+    statements: list[tuple[str, object]] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "FROM spans" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        with db.session() as session:
+            trace = service.get_trace_or_raise(session, project_id=project.id, trace_id=trace_id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    assert [s.started_at for s in trace.spans] == sorted(s.started_at for s in trace.spans)
+    assert len(trace.spans) == 3
+    if db.engine.dialect.name == "sqlite":  # PostgreSQL plans from its statistics
+        (statement, parameters), *_ = statements
+        with db.engine.connect() as conn:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+        assert "trace_id=?" in str(plan), plan
