@@ -53,3 +53,37 @@ def test_failed_transaction_loses_nothing_already_stored(db: Database) -> None:
     with db.session() as session:
         names = {p.name for p in service.list_projects(session)}
     assert "kept" in names and "dropped" not in names
+
+
+def test_the_migrated_schema_is_the_models_schema(db: Database) -> None:
+    """Migrations and models say the same: no table, column or index only one of them has."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import llmdeck.app  # noqa: F401  (imports every domain's models)
+    from llmdeck.core.db import Base
+
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert [d for d in diff if _name(d) not in _SEARCH_OBJECTS] == []
+
+
+# Knowledge search objects 0003 makes in raw SQL, with no model: SQLite's full-text tables,
+# PostgreSQL's text-search column and its index, and the vector index.
+_SEARCH_OBJECTS = {
+    "kb_chunks_fts",
+    "kb_chunks_fts_config",
+    "kb_chunks_fts_data",
+    "kb_chunks_fts_docsize",
+    "kb_chunks_fts_idx",
+    "tsv",
+    "ix_kb_chunks_tsv",
+    "ix_kb_chunks_hnsw_384",
+}
+
+
+def _name(difference: tuple) -> str:
+    kind, *rest = difference
+    if kind == "remove_column":
+        return rest[-1].name
+    return rest[0].name

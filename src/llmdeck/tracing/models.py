@@ -14,10 +14,10 @@ from llmdeck.core.db import Base, UTCDateTime
 class Span(Base):
     __tablename__ = "spans"
     __table_args__ = (
-        # Ingestion is idempotent on this triple (OTLP retries must not duplicate spans).
+        # Ingestion is idempotent on this triple (OTLP retries must not duplicate spans);
+        # its index also finds a trace's spans (0007 dropped a second one that did).
         UniqueConstraint("project_id", "trace_id", "span_id"),
         Index("ix_spans_project_started", "project_id", "started_at"),
-        Index("ix_spans_project_trace", "project_id", "trace_id"),
         Index("ix_spans_project_session", "project_id", "session_id"),
     )
 
