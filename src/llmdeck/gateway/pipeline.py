@@ -73,11 +73,13 @@ class Pipeline:
     def __init__(self, stages: Sequence[Stage], terminal: Callable[[Call], Awaitable[Outcome]]):
         self.stages = list(stages)
         self.terminal = terminal
+        # Linked once, here: each stage's `next` is the rest of the chain, so a call runs
+        # through one coroutine per stage and no per-call glue.
+        chain: Next = terminal
+        for stage in reversed(self.stages):
+            chain = _link(stage, chain)
+        self.run: Next = chain
 
-    async def run(self, call: Call) -> Outcome:
-        async def step(index: int, current: Call) -> Outcome:
-            if index == len(self.stages):
-                return await self.terminal(current)
-            return await self.stages[index](current, lambda c: step(index + 1, c))
 
-        return await step(0, call)
+def _link(stage: Stage, rest: Next) -> Next:
+    return lambda call: stage(call, rest)

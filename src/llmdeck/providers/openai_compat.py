@@ -224,21 +224,22 @@ class _KeepAlivePool:
             raise httpx.ConnectError(str(exc)) from None
 
     async def post(self, path: str, body: bytes) -> _Reply:
-        conn, status, fields = await self._send(path, body)
-        done = False
         try:
-            try:
-                async with asyncio.timeout(self.read_timeout):
+            # One timer for the whole answer, head and body.
+            async with asyncio.timeout(self.read_timeout):
+                conn, status, fields = await self._send(path, body)
+                done = False
+                try:
                     content = await _read_body(conn[0], fields)
-            except TimeoutError:
-                raise httpx.ReadTimeout("the upstream did not answer in time") from None
-            done = True
+                    done = True
+                finally:
+                    self._release(conn, reuse=done and _keeps_alive(fields))
+        except TimeoutError:
+            raise httpx.ReadTimeout("the upstream did not answer in time") from None
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             raise httpx.RemoteProtocolError(f"the upstream broke the connection: {exc!r}") from None
         except (ValueError, asyncio.LimitOverrunError) as exc:
             raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
-        finally:
-            self._release(conn, reuse=done and _keeps_alive(fields))
         return _Reply(status, fields, content)
 
     @contextlib.asynccontextmanager
@@ -248,7 +249,11 @@ class _KeepAlivePool:
         The connection goes back to the pool only when the body was read to its end;
         a stream left early is closed, since unread bytes would corrupt the next answer.
         """
-        conn, status, fields = await self._send(path, body)
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                conn, status, fields = await self._send(path, body)
+        except TimeoutError:
+            raise httpx.ReadTimeout("the upstream did not answer in time") from None
         lines = _Lines(conn[0], fields, self.read_timeout)
         try:
             if status >= 400:
@@ -262,7 +267,10 @@ class _KeepAlivePool:
     async def _send(
         self, path: str, body: bytes
     ) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], int, dict[str, str]]:
-        """Send a request on a pooled or new connection; the status and headers it got."""
+        """Send a request on a pooled or new connection; the status and headers it got.
+
+        The caller bounds it with its read timeout; a connection cut short is closed.
+        """
         request = (
             f"POST {self.prefix}{path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
@@ -277,12 +285,8 @@ class _KeepAlivePool:
             if not reused:
                 conn = await self._connect()
             try:
-                try:
-                    async with asyncio.timeout(self.read_timeout):
-                        conn[1].write(request)
-                        status, fields = _parse_head(await conn[0].readuntil(b"\r\n\r\n"))
-                except TimeoutError:
-                    raise httpx.ReadTimeout("the upstream did not answer in time") from None
+                conn[1].write(request)
+                status, fields = _parse_head(await conn[0].readuntil(b"\r\n\r\n"))
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 conn[1].close()
                 if reused and not getattr(exc, "partial", b""):
