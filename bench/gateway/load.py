@@ -27,6 +27,15 @@ class Result:
             return float("nan")
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
+    @classmethod
+    def pooled(cls, results: list[Result]) -> Result:
+        """One result from several runs: every latency, error and second of them."""
+        return cls(
+            latencies=[x for r in results for x in r.latencies],
+            errors=sum(r.errors for r in results),
+            elapsed=sum(r.elapsed for r in results),
+        )
+
     @property
     def throughput(self) -> float:
         return self.count / self.elapsed if self.elapsed else 0.0
@@ -81,16 +90,22 @@ async def run(
     key: str | None = None,
     warmup: float = 0.5,
     expect: bytes = b"",
+    spread: float = 0.0,
 ) -> Result:
-    """Keep `concurrency` requests in flight for `duration` seconds (after a warm-up)."""
+    """Keep `concurrency` requests in flight for `duration` seconds (after a warm-up).
+
+    With `spread`, the connections start evenly over that many seconds instead of all at
+    once (see bench/gateway/run.py for why the model-like upstream needs it).
+    """
     payload = request_bytes(port, path, body, key)
     result = Result()
     start = time.perf_counter()
     measure_from = start + warmup
     stop_at = measure_from + duration
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
         reader = writer = None
+        await asyncio.sleep(spread * index / concurrency)
         while time.perf_counter() < stop_at:
             try:
                 if writer is None:
@@ -117,7 +132,7 @@ async def run(
         if writer is not None:
             writer.close()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
     result.elapsed = duration
     return result
 

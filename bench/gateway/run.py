@@ -35,6 +35,9 @@ WORKERS = int(os.environ.get("BENCH_GATEWAY_WORKERS", str(os.cpu_count() or 1)))
 # added latency is measured where the gateway is not saturated by a zero-latency upstream.
 MODEL_DELAY_MS = 100
 MODEL_CONCURRENCY = (64, 256)
+# Rounds of the model-like cells, peers interleaved: one 4 s cell's added p50 at c=64 went
+# anywhere from +1.3 to +3.6 ms between runs on this shared 2-core machine.
+MODEL_ROUNDS = 3
 STREAMS = 500
 LLMDECK_KEY = "ldk-bench-gateway-master"
 LITELLM_KEY = "sk-bench-litellm"
@@ -251,25 +254,37 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
                 )
             )
             print(f"  {name} c={concurrency}: {results[name][concurrency].throughput:.0f} req/s")
-    # The same request to an upstream that takes MODEL_DELAY_MS to answer.
-    model_like: dict[str, dict[int, load.Result]] = {}
-    for name, peer_port, key in peers:
-        target = direct_slow.get(name, peer_port)
-        model_like[name] = {}
-        for concurrency in MODEL_CONCURRENCY:
-            model_like[name][concurrency] = runner(
-                load.run(
-                    target,
-                    "/v1/chat/completions",
-                    BODY if name == "direct" else MODEL_BODY,
-                    concurrency=concurrency,
-                    duration=SECONDS,
-                    key=key,
-                    expect=b"Hello from the bench upstream.",
+    # The same request to an upstream that takes MODEL_DELAY_MS to answer, in rounds.
+    rounds: list[dict[str, dict[int, load.Result]]] = []
+    for _ in range(MODEL_ROUNDS):
+        rounds.append({})
+        for name, peer_port, key in peers:
+            target = direct_slow.get(name, peer_port)
+            rounds[-1][name] = {}
+            for concurrency in MODEL_CONCURRENCY:
+                result = rounds[-1][name][concurrency] = runner(
+                    load.run(
+                        target,
+                        "/v1/chat/completions",
+                        BODY if name == "direct" else MODEL_BODY,
+                        concurrency=concurrency,
+                        duration=SECONDS,
+                        key=key,
+                        expect=b"Hello from the bench upstream.",
+                        # Clients that start together stay together (each answer takes
+                        # the same time): they would measure one burst of `concurrency`
+                        # requests, over and over, rather than steady traffic.
+                        spread=MODEL_DELAY_MS / 1000,
+                    )
                 )
-            )
-            rate = model_like[name][concurrency].throughput
-            print(f"  {name} c={concurrency}, {MODEL_DELAY_MS} ms upstream: {rate:.0f} req/s")
+                print(
+                    f"  {name} c={concurrency}, {MODEL_DELAY_MS} ms upstream: "
+                    f"{result.throughput:.0f} req/s"
+                )
+    model_like = {
+        name: {c: load.Result.pooled([r[name][c] for r in rounds]) for c in MODEL_CONCURRENCY}
+        for name in rounds[0]
+    }
     streams = {
         name: runner(
             load.burst(
@@ -285,14 +300,18 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
     }
     memory = {name: _rss_mib(process) for name, process in servers.items()}
     busy = (load_before[0], os.getloadavg()[0])
-    return _report(results, model_like, streams, memory, litellm_version, litellm_note, busy)
+    return _report(
+        results, model_like, rounds, streams, memory, litellm_version, litellm_note, busy
+    )
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-def _report(results, model_like, streams, memory, litellm_version, litellm_note, busy) -> str:
+def _report(
+    results, model_like, rounds, streams, memory, litellm_version, litellm_note, busy
+) -> str:
     names = list(results)
     lines = [
         "## Gateway overhead and semantic cache quality (bench/gateway)",
@@ -334,10 +353,23 @@ def _report(results, model_like, streams, memory, litellm_version, litellm_note,
         "",
         f"The same request to an upstream that answers after {MODEL_DELAY_MS} ms (like a fast "
         "model; it uses no CPU while it waits), so that the gateway is not saturated by the "
-        "benchmark itself. This is the added latency an application sees:",
+        "benchmark itself. This is the added latency an application sees. The upstream's "
+        "timers are precise to microseconds (uvloop's count whole milliseconds, which gathered "
+        "answers into bursts), the clients start spread over the first "
+        f"{MODEL_DELAY_MS} ms, and each cell pools {MODEL_ROUNDS} rounds of {SECONDS:g} s, "
+        "the peers taking turns:",
         "",
     ]
     lines += _latency_table(model_like, MODEL_CONCURRENCY)
+    lines += ["", "Added latency p50 / p99 in each round (ms):", ""]
+    for n in [n for n in model_like if n != "direct"]:
+        for c in MODEL_CONCURRENCY:
+            each = [
+                f"+{_ms(r[n][c].percentile(0.5) - r['direct'][c].percentile(0.5))} / "
+                f"+{_ms(r[n][c].percentile(0.99) - r['direct'][c].percentile(0.99))}"
+                for r in rounds
+            ]
+            lines.append(f"- {n}, c={c}: " + "; ".join(each))
     lines += ["", f"{STREAMS} concurrent streams opened at once (each to `[DONE]`):", ""]
     for n, r in streams.items():
         lines.append(
