@@ -1,9 +1,11 @@
-"""Gateway overhead: the same load sent directly to a fast upstream, through llmdeck and
-through the LiteLLM proxy, in one run on this machine; plus the semantic cache's quality.
+"""Gateway overhead: the same load sent directly to a fast upstream, through a bare Python
+forwarder (the floor), through llmdeck and through the LiteLLM proxy, in one run on this
+machine; plus the semantic cache's quality.
 
 LiteLLM runs from its own virtual environment (`.cache/bench-litellm-venv`, created here
-with `pip install 'litellm[proxy]'` when missing). Both gateways run one worker process,
-authenticate with a key, and call the same upstream; access logs are off for both.
+with `pip install 'litellm[proxy]'` when missing). Both gateways run the same number of
+worker processes, authenticate with a key, and call the same upstreams; access logs are
+off for both.
 """
 
 from __future__ import annotations
@@ -164,7 +166,21 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
         )
         response.raise_for_status()
 
-    peers = [("direct", up_port, None), ("llmdeck", port, LLMDECK_KEY)]
+    floor_port = _free_port()
+    floor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.gateway.floor",
+            str(floor_port),
+            str(up_port),
+            str(slow_port),
+        ],
+        cwd=REPO,
+        **quiet,
+    )
+    processes.append(floor)
+    peers = [("direct", up_port, None), ("floor", floor_port, None), ("llmdeck", port, LLMDECK_KEY)]
     direct_slow = {"direct": slow_port}
     servers = {"llmdeck": llmdeck}
     litellm_binary, litellm_note = _litellm_binary()
@@ -297,6 +313,7 @@ def _measure(tmp: Path, processes: list[subprocess.Popen]) -> str:
             )
         )
         for name, peer_port, key in peers
+        if name != "floor"  # it forwards Content-Length answers only
     }
     memory = {name: _rss_mib(process) for name, process in servers.items()}
     busy = (load_before[0], os.getloadavg()[0])
@@ -327,6 +344,8 @@ def _report(
         f"(`llmdeck up --workers {WORKERS}`, SQLite, route `bench` -> upstream, tracing on) and "
         f"through the LiteLLM proxy (`--num_workers {WORKERS}`, master key, no database), by a "
         "raw asyncio keep-alive load generator; every process shares the same cores. "
+        "`floor` is the least a Python proxy adds here: raw asyncio on uvloop forwarding the "
+        "bytes, with no HTTP library, checks or records (bench/gateway/floor.py). "
         f"Each cell: {SECONDS:g} s after a 0.5 s warm-up. Added latency = gateway minus "
         "direct at the same concurrency.",
         "",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import socket
+import sys
 import threading
 import time
 
@@ -44,12 +46,7 @@ def up(
         with db_session() as session:
             access = demo_project.seed(session, settings)
     threading.Thread(target=_announce, args=(host, port, workers, access), daemon=True).start()
-    # One process serves the app built here; several each import and build their own.
-    app = serving_app() if workers == 1 else "llmdeck.cli.server:serving_app"
-    uvicorn.run(
-        app,
-        factory=workers > 1,
-        workers=workers,
+    options = dict(
         host=host,
         port=port,
         log_level="warning",
@@ -58,6 +55,57 @@ def up(
         # uvicorn's 5 s restarts healthy workers still starting up on a busy machine.
         timeout_worker_healthcheck=20,
     )
+    if workers == 1:
+        uvicorn.run(serving_app(), **options)
+    elif hasattr(socket, "SO_REUSEPORT") and sys.platform == "linux" and port:
+        _serve_workers_with_own_sockets(workers, options)
+    else:
+        # Each worker imports and builds its own app; they share one listening socket.
+        uvicorn.run("llmdeck.cli.server:serving_app", factory=True, workers=workers, **options)
+
+
+def _serve_workers_with_own_sockets(workers: int, options: dict) -> None:
+    """uvicorn's worker processes, each listening on a socket of its own.
+
+    Workers that share one socket take whatever connection arrives while they are awake:
+    under steady load one worker held 56 of 64 keep-alive connections while the other
+    idled, and the busy one's queue set the gateway's latency. With a socket each
+    (SO_REUSEPORT), Linux spreads new connections over the workers evenly.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "llmdeck.cli.server:serving_app", factory=True, workers=workers, **options
+    )
+    # A port anyone listens on (another llmdeck's workers included) fails here, plainly,
+    # rather than being shared.
+    config.bind_socket().close()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: the supervisor stops its workers
+        Multiprocess(config, sockets=[_OwnSocket(options["host"], options["port"])]).run()
+
+
+class _OwnSocket:
+    """Stands for a worker's listening socket: it is bound in the worker, when uvicorn
+    hands its sockets over to the new process (pickled, see __reduce__)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+
+    def __reduce__(self):
+        return _bind_own_socket, (self.host, self.port)
+
+
+def _bind_own_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+    return sock
 
 
 def serving_app():
