@@ -69,8 +69,10 @@ def _serve_workers_with_own_sockets(workers: int, options: dict) -> None:
 
     Workers that share one socket take whatever connection arrives while they are awake:
     under steady load one worker held 56 of 64 keep-alive connections while the other
-    idled, and the busy one's queue set the gateway's latency. With a socket each
-    (SO_REUSEPORT), Linux spreads new connections over the workers evenly.
+    idled, so those clients had one core where they could have had all. With a socket
+    each (SO_REUSEPORT), Linux spreads new connections over the workers evenly. The price:
+    with every worker down at once, connections are refused (not queued) until the
+    supervisor has started one again.
     """
     from uvicorn.supervisors import Multiprocess
 
