@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -224,8 +224,8 @@ class _KeepAlivePool:
             raise httpx.ConnectError(str(exc)) from None
 
     async def post(self, path: str, body: bytes) -> _Reply:
-        try:
-            # One timer for the whole answer, head and body.
+        # One timer for the whole answer, head and body.
+        with _read_errors("the upstream did not answer in time"):
             async with asyncio.timeout(self.read_timeout):
                 conn, status, fields = await self._send(path, body)
                 done = False
@@ -234,12 +234,6 @@ class _KeepAlivePool:
                     done = True
                 finally:
                     self._release(conn, reuse=done and _keeps_alive(fields))
-        except TimeoutError:
-            raise httpx.ReadTimeout("the upstream did not answer in time") from None
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            raise httpx.RemoteProtocolError(f"the upstream broke the connection: {exc!r}") from None
-        except (ValueError, asyncio.LimitOverrunError) as exc:
-            raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
         return _Reply(status, fields, content)
 
     @contextlib.asynccontextmanager
@@ -249,11 +243,9 @@ class _KeepAlivePool:
         The connection goes back to the pool only when the body was read to its end;
         a stream left early is closed, since unread bytes would corrupt the next answer.
         """
-        try:
+        with _read_errors("the upstream did not answer in time"):
             async with asyncio.timeout(self.read_timeout):
                 conn, status, fields = await self._send(path, body)
-        except TimeoutError:
-            raise httpx.ReadTimeout("the upstream did not answer in time") from None
         lines = _Lines(conn[0], fields, self.read_timeout)
         try:
             if status >= 400:
@@ -332,6 +324,19 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return status, fields
 
 
+@contextlib.contextmanager
+def _read_errors(timed_out: str) -> Iterator[None]:
+    """A failed read as httpx's exceptions, which the provider translates in one place."""
+    try:
+        yield
+    except TimeoutError:
+        raise httpx.ReadTimeout(timed_out) from None
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        raise httpx.RemoteProtocolError(f"the upstream broke the connection: {exc!r}") from None
+    except (ValueError, asyncio.LimitOverrunError) as exc:
+        raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
+
+
 def _keeps_alive(fields: dict[str, str]) -> bool:
     framed = "content-length" in fields or "chunked" in fields.get("transfer-encoding", "")
     return framed and fields.get("connection", "").lower() != "close"
@@ -369,23 +374,17 @@ class _Lines:
         self.complete = False
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        try:
-            while not self.complete:
+        while not self.complete:
+            with _read_errors("the upstream stopped sending"):
                 async with asyncio.timeout(self.timeout):
                     data = await self._read()
-                if not data:
-                    self.complete = True
-                    break
-                self.pending += data
-                *lines, self.pending = self.pending.split(b"\n")
-                for line in lines:
-                    yield line.rstrip(b"\r").decode()
-        except TimeoutError:
-            raise httpx.ReadTimeout("the upstream stopped sending") from None
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            raise httpx.RemoteProtocolError(f"the upstream broke the connection: {exc!r}") from None
-        except (ValueError, asyncio.LimitOverrunError) as exc:
-            raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
+            if not data:
+                self.complete = True
+                break
+            self.pending += data
+            *lines, self.pending = self.pending.split(b"\n")
+            for line in lines:
+                yield line.rstrip(b"\r").decode()
         if self.pending:
             yield self.pending.rstrip(b"\r").decode()
             self.pending = b""
