@@ -134,7 +134,11 @@ def test_a_deadline_shorter_than_the_hang_answers_504(upstream) -> None:
             started = time.monotonic()
             response = await gw.chat("r")
             assert response.status_code == 504
-            assert time.monotonic() - started < 1.5
+            # The deadline, not the six attempts the retries allow, ended it: at about 1 s
+            # (1.02 s here; once 1.73 s on a busy 2-core CI, so the bound has room).
+            span = await gw.span(response)
+            assert 1 <= len(statuses(span)) <= 4, statuses(span)
+            assert time.monotonic() - started < 3
 
     asyncio.run(scenario())
 
