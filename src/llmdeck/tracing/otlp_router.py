@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import zlib
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from llmdeck.catalog.pricing import PriceBook, cost
 from llmdeck.core.db import Database
 from llmdeck.core.errors import InvalidRequest
+from llmdeck.identity.deps import known_principal
 from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
 from llmdeck.tracing import ingest, otlp
@@ -96,16 +97,11 @@ def _busy(retry_after: int) -> JSONResponse:
     },
 )
 async def export_traces(
-    request: Request,
-    authorization: str | None = Header(default=None, include_in_schema=False),
-    x_llmdeck_project: str | None = Header(
-        default=None, description="Project to act in, for keys valid in every project."
-    ),
+    request: Request, principal: Principal = Depends(known_principal)
 ) -> Response:
     """Receive OpenTelemetry spans (OTLP/HTTP); answered once they are stored."""
     runtime = request.app.state.runtime
     settings = runtime.settings
-    principal = await runtime.keys.principal(authorization, x_llmdeck_project)
     require(principal.role, "builder", "send traces")
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
