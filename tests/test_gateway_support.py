@@ -69,8 +69,8 @@ class Harness:
             project_id = identity.get_project_by_name_or_raise(session, name="default").id
             trace_id = response.headers.get("x-llmdeck-trace-id")
             if trace_id is None:
-                trace_id = tracing.list_traces(session, project_id=project_id, limit=1).data[0]
-                trace_id = trace_id.trace_id
+                newest = tracing.list_traces(session, project_id=project_id, limit=1).data[0]
+                trace_id = newest.trace_id
             trace = tracing.get_trace_or_raise(session, project_id=project_id, trace_id=trace_id)
         return trace.spans[0]
 

@@ -71,12 +71,10 @@ class Pipeline:
     """An ordered chain of stages ending in `terminal`."""
 
     def __init__(self, stages: Sequence[Stage], terminal: Callable[[Call], Awaitable[Outcome]]):
-        self.stages = list(stages)
-        self.terminal = terminal
         # Linked once, here: each stage's `next` is the rest of the chain, so a call runs
         # through one coroutine per stage and no per-call glue.
         chain: Next = terminal
-        for stage in reversed(self.stages):
+        for stage in reversed(stages):
             chain = _link(stage, chain)
         self.run: Next = chain
 
