@@ -90,12 +90,27 @@ def test_keep_alive_connections_spread_over_the_workers(tmp_path) -> None:
     try:
         workers = _workers(server)
         assert len(workers) == 2
+        # The server answers once one worker listens; a worker still starting takes none.
+        assert _listening(workers, port, within=60)
         held = asyncio.run(_busy_connections(port, workers, count=32))
         # Spread by a hash of each connection: 16 each on average, fewer than 6 about once
         # in 100,000 runs. Workers sharing one socket: the busy one took nearly all.
         assert sum(held) == 32 and min(held) >= 6, held
     finally:
         stop_server(server)
+
+
+def _listening(workers: list[psutil.Process], port: int, within: float) -> bool:
+    """True once every worker listens on `port`."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if all(
+            any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns)
+            for conns in (w.net_connections() for w in workers)
+        ):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 async def _busy_connections(port: int, workers: list[psutil.Process], count: int) -> list[int]:

@@ -5,10 +5,12 @@ Each request takes the next behaviour from `script` (or `default` when it is emp
   {"kind": "status", "code": 503, "headers": {...}}   fail with that HTTP status
   {"kind": "hang"}                         never send headers
   {"kind": "cut", "after": k}              stream k chunks, then drop the connection
+  {"kind": "stall", "after": k}            stream k chunks, then send nothing more
   {"kind": "error_chunk"}                  stream an error event as the first chunk
   {"kind": "delay", "seconds": s, ...}     wait s seconds, then behave as "ok"
 An "ok" (or "delay") answer may set "completion_tokens" to report that usage.
-`hits` counts chat requests; set `default` to change what every unscripted request gets.
+`hits` counts chat requests, `abandoned` the streams whose reader left before their end;
+set `default` to change what every unscripted request gets.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class ScriptedUpstream:
         self.default: dict[str, Any] = {"kind": "ok", "text": "Hello from upstream."}
         self.requests: list[dict[str, Any]] = []
         self.hits = 0
+        self.abandoned = 0
         self.headers: list[dict[str, str]] = []
         self.app = Starlette(
             routes=[
@@ -113,6 +116,8 @@ class ScriptedUpstream:
             for i, word in enumerate(words):
                 if act["kind"] == "cut" and i == act["after"]:
                     raise ConnectionResetError("scripted cut")
+                if act["kind"] == "stall" and i == act["after"]:
+                    await asyncio.sleep(3600)
                 yield chunk({"content": word})
                 await asyncio.sleep(0.005)
             yield chunk({}, "stop")
@@ -120,7 +125,15 @@ class ScriptedUpstream:
                 yield "data: " + json.dumps({"id": "up-1", "choices": [], "usage": usage}) + "\n\n"
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        async def watched():
+            try:
+                async for event in events():
+                    yield event
+            except (asyncio.CancelledError, GeneratorExit):
+                self.abandoned += 1  # the reader left before the end
+                raise
+
+        return StreamingResponse(watched(), media_type="text/event-stream")
 
     async def embeddings(self, request: Request):
         body = await request.json()

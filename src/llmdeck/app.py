@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.runtime = Runtime.start(settings, background=True)
         try:
-            yield
+            # The lifespan's state reaches the server's protocol (gateway/protocol.py).
+            yield {"runtime": app.state.runtime}
         finally:
             await app.state.runtime.stop()
 

@@ -33,6 +33,7 @@ def up(
 ) -> None:
     """Start llmdeck: console at /, REST API at /api, OpenAI-compatible gateway at /v1."""
     from llmdeck import demo as demo_project
+    from llmdeck.gateway.protocol import GatewayProtocol
     from llmdeck.runtime import prepare_database
 
     settings = get_settings()
@@ -54,6 +55,7 @@ def up(
         # A worker that has not answered the supervisor's ping for this long is restarted;
         # uvicorn's 5 s restarts healthy workers still starting up on a busy machine.
         timeout_worker_healthcheck=20,
+        http=GatewayProtocol,
     )
     if workers == 1:
         uvicorn.run(serving_app(), **options)

@@ -28,13 +28,8 @@ CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 # The request headers the gateway reads; the rest are never decoded.
-_WANTED = {
-    b"authorization": "authorization",
-    b"x-llmdeck-project": "x-llmdeck-project",
-    b"x-llmdeck-cache": "x-llmdeck-cache",
-    b"traceparent": "traceparent",
-    b"content-length": "content-length",
-}
+WANTED_HEADERS = ("authorization", "x-llmdeck-project", "x-llmdeck-cache", "traceparent")
+_WANTED = {name.encode(): name for name in (*WANTED_HEADERS, "content-length")}
 
 
 def serves(scope: dict[str, Any]) -> bool:
@@ -42,6 +37,7 @@ def serves(scope: dict[str, Any]) -> bool:
 
 
 async def serve(runtime: Runtime, scope: dict[str, Any], receive, send) -> None:
+    """Answer a hot request given as ASGI (gateway/protocol.py reads it off the socket)."""
     # ASGI servers give header names in lower case.
     headers = {
         _WANTED[name]: value.decode("latin-1")
@@ -49,18 +45,30 @@ async def serve(runtime: Runtime, scope: dict[str, Any], receive, send) -> None:
         if name in _WANTED
     }
     try:
-        response = await _answer(runtime, scope["path"], headers, receive)
+        body = await _body(receive, headers.get("content-length"))
     except LLMDeckError as exc:
-        response = JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers())
-    except Exception:
-        log.exception("the gateway failed on %s", scope["path"])
-        error = LLMDeckError("The gateway failed on this request; its log has the details.")
-        response = JSONResponse(error.to_dict(), status_code=500)
+        response = _error(exc)
+    else:
+        response = await respond(runtime, scope["path"], headers, body)
     await response(scope, receive, send)
 
 
-async def _answer(runtime: Runtime, path: str, headers: dict[str, str], receive) -> Response:
-    body = await _body(receive, headers.get("content-length"))
+async def respond(runtime: Runtime, path: str, headers: dict[str, str], body: bytes) -> Response:
+    """The answer to a request for CHAT or EMBEDDINGS, errors included.
+
+    `headers` holds the wanted headers by their lower-case names.
+    """
+    try:
+        return await _answer(runtime, path, headers, body)
+    except LLMDeckError as exc:
+        return _error(exc)
+    except Exception:
+        log.exception("the gateway failed on %s", path)
+        error = LLMDeckError("The gateway failed on this request; its log has the details.")
+        return JSONResponse(error.to_dict(), status_code=500)
+
+
+async def _answer(runtime: Runtime, path: str, headers: dict[str, str], body: bytes) -> Response:
     principal = await authenticate(
         runtime, headers.get("authorization"), headers.get("x-llmdeck-project")
     )
@@ -77,6 +85,10 @@ async def _answer(runtime: Runtime, path: str, headers: dict[str, str], receive)
     return await embeddings(
         runtime, principal, _parse(EmbeddingRequest, body), traceparent=traceparent
     )
+
+
+def _error(exc: LLMDeckError) -> Response:
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers())
 
 
 async def _body(receive, declared: str | None) -> bytes:
