@@ -326,6 +326,11 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
+def _added(seconds: float) -> str:
+    """A difference in ms, signed (a noisy round can come out below direct)."""
+    return f"{seconds * 1000:+.2f}"
+
+
 def _report(
     results, model_like, rounds, streams, memory, litellm_version, litellm_note, busy
 ) -> str:
@@ -384,8 +389,8 @@ def _report(
     for n in [n for n in model_like if n != "direct"]:
         for c in MODEL_CONCURRENCY:
             each = [
-                f"+{_ms(r[n][c].percentile(0.5) - r['direct'][c].percentile(0.5))} / "
-                f"+{_ms(r[n][c].percentile(0.99) - r['direct'][c].percentile(0.99))}"
+                f"{_added(r[n][c].percentile(0.5) - r['direct'][c].percentile(0.5))} / "
+                f"{_added(r[n][c].percentile(0.99) - r['direct'][c].percentile(0.99))}"
                 for r in rounds
             ]
             lines.append(f"- {n}, c={c}: " + "; ".join(each))
@@ -420,8 +425,8 @@ def _latency_table(results: dict[str, dict[int, load.Result]], concurrency) -> l
             cell = f"{_ms(r.percentile(0.5))} / {_ms(r.percentile(0.99))}"
             if n != "direct":
                 cell += (
-                    f" (+{_ms(r.percentile(0.5) - direct[c].percentile(0.5))} / "
-                    f"+{_ms(r.percentile(0.99) - direct[c].percentile(0.99))})"
+                    f" ({_added(r.percentile(0.5) - direct[c].percentile(0.5))} / "
+                    f"{_added(r.percentile(0.99) - direct[c].percentile(0.99))})"
                 )
             cells.append(cell)
         rates = [f"{results[n][c].throughput:.0f}" for n in names]
