@@ -140,6 +140,17 @@ def wire(server: LiveServer) -> Iterator[Wire]:
     conn.close()
 
 
+def _span(server: LiveServer, trace_id: str) -> dict:
+    """The span of a trace, once the writer has stored it."""
+    with server.client() as http:
+        for _ in range(100):
+            found = http.get(f"/api/traces/{trace_id}")
+            if found.status_code == 200:
+                return found.json()["spans"][0]
+            time.sleep(0.1)
+    raise AssertionError(f"trace {trace_id} was not recorded")
+
+
 def _answer(body: bytes) -> str:
     return json.loads(body)["choices"][0]["message"]["content"]
 
@@ -178,13 +189,19 @@ def test_a_connection_is_handed_to_uvicorn_at_its_first_other_request(wire: Wire
     assert status == 200 and len(json.loads(body)["data"]) == 2
 
 
-def test_errors_are_answered_on_the_connection_that_stays_open(wire: Wire) -> None:
+def test_errors_are_answered_on_the_connection_that_stays_open(
+    wire: Wire, server: LiveServer
+) -> None:
     not_json = wire.chat().replace(b'"messages"', b'"messages!')  # the same length
     wire.send(not_json + wire.chat(model="no-such-model") + wire.chat())
-    status, _, body = wire.response()
+    status, headers, body = wire.response()
     assert status == 400 and json.loads(body)["error"]["type"] == "invalid_request_error"
-    status, _, body = wire.response()
+    assert "x-llmdeck-trace-id" not in headers  # refused before it became a call
+    status, headers, body = wire.response()
     assert status == 404 and "no-such-model" in json.loads(body)["error"]["message"]
+    # A call that failed in the pipeline names its trace, as an answered one does.
+    span = _span(server, headers["x-llmdeck-trace-id"])
+    assert span["status"] == "error" and "no-such-model" in span["error"]
     assert wire.response()[0] == 200
 
 
@@ -264,13 +281,7 @@ def test_a_client_leaving_a_stream_stops_the_upstream_call(
     while upstream.abandoned == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert upstream.abandoned == before + 1
-    with server.client() as http:
-        for _ in range(100):
-            found = http.get(f"/api/traces/{trace}")
-            if found.status_code == 200:
-                break
-            time.sleep(0.1)
-        span = found.json()["spans"][0]
+    span = _span(server, trace)
     assert span["status"] == "error" and span["output"] == "Hello "
 
 

@@ -61,16 +61,12 @@ class Harness:
         return await self.client.post("/v1/chat/completions", json=payload, headers=headers)
 
     async def span(self, response: httpx.Response) -> Any:
-        """The recorded span of a gateway response; for an error, which names no trace,
-        the newest span."""
+        """The recorded span of a gateway response, answered or failed (both name it)."""
         await self.runtime.gateway.drain()
         assert self.runtime.writer.flush()
         with self.runtime.db.session() as session:
             project_id = identity.get_project_by_name_or_raise(session, name="default").id
-            trace_id = response.headers.get("x-llmdeck-trace-id")
-            if trace_id is None:
-                newest = tracing.list_traces(session, project_id=project_id, limit=1).data[0]
-                trace_id = newest.trace_id
+            trace_id = response.headers["x-llmdeck-trace-id"]
             trace = tracing.get_trace_or_raise(session, project_id=project_id, trace_id=trace_id)
         return trace.spans[0]
 

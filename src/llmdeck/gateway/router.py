@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from llmdeck.catalog import service as catalog
 from llmdeck.core.errors import LLMDeckError
 from llmdeck.gateway.cache import CACHE_HEADER
+from llmdeck.gateway.pipeline import Call
 from llmdeck.gateway.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -102,7 +103,10 @@ async def chat_completion(
     created = int(time.time())
     completion_id = f"chatcmpl-{call.span_id}"
     if not body.stream:
-        result = await runtime.gateway.chat(call)
+        try:
+            result = await runtime.gateway.chat(call)
+        except LLMDeckError as exc:
+            return _failed(exc, call)
         _note_cache(call, headers)
         payload = {
             "id": completion_id,
@@ -120,13 +124,13 @@ async def chat_completion(
         }
         return JSONResponse(payload, headers=headers)
 
-    stream = await runtime.gateway.stream_chat(call)
     # Pull the first chunk before answering, so that an error the model raises before
     # producing anything (context window, upstream down) gets its real HTTP status.
     try:
-        first = await anext(stream)
-    except StopAsyncIteration:
-        first = None
+        stream = await runtime.gateway.stream_chat(call)
+        first = await anext(stream, None)
+    except LLMDeckError as exc:
+        return _failed(exc, call)
     _note_cache(call, headers)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     events = _sse(stream, first, completion_id, created, body.model, include_usage)
@@ -139,7 +143,10 @@ async def embeddings(
     """The answer to an embeddings request (the route and gateway/fastpath.py share it)."""
     call = embedding_call(principal, body.model, body.input, source="gateway")
     join_trace(call, traceparent)
-    result = await runtime.gateway.embed(call)
+    try:
+        result = await runtime.gateway.embed(call)
+    except LLMDeckError as exc:
+        return _failed(exc, call)
     encode = _base64_floats if body.encoding_format == "base64" else list
     payload = {
         "object": "list",
@@ -223,6 +230,13 @@ def list_gateway_models(
 
 def _base64_floats(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def _failed(error: LLMDeckError, call: Call) -> Response:
+    """The error answer to a call that reached the pipeline: it names the call's trace,
+    where every attempt is recorded."""
+    headers = {**error.headers(), TRACE_HEADER: call.trace_id}
+    return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
 
 
 def _note_cache(call, headers: dict[str, str]) -> None:
