@@ -3,10 +3,11 @@
 `POST /v1/chat/completions` and `/v1/embeddings` are on the path of every LLM call. Through
 FastAPI each request paid for eight middleware layers, matching against every API and
 console route, and dependency solving: about 40% of the gateway's CPU per request (py-spy
-with --gil under `bench/gateway` load). The app hands these two paths here instead; they
-run the same code as the routes in gateway/router.py (authentication, validation, the
-pipeline, the response), with the same errors. The routes remain for the OpenAPI document
-and for any app that mounts the router on its own.
+with --gil under `bench/gateway` load). The app hands these two paths here instead, and
+`llmdeck up` reads them straight off the socket (gateway/protocol.py); they run the same
+code as the routes in gateway/router.py (authentication, validation, the pipeline, the
+response), with the same errors. The routes remain for the OpenAPI document and for any
+app that mounts the router on its own.
 """
 
 from __future__ import annotations
