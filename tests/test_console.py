@@ -111,6 +111,36 @@ def test_a_forged_or_tampered_cookie_is_ignored(app, client) -> None:
     assert client.get("/requests").status_code == 303
 
 
+def test_a_signed_out_session_is_refused_even_as_a_copy(app, client) -> None:
+    add_user(app, "ada@example.com", "admin")
+    sign_in(client, "ada@example.com")
+    other_browser = client.cookies[COOKIE]
+    client.cookies.clear()
+    sign_in(client, "ada@example.com")
+    copied = client.cookies[COOKIE]
+    assert client.post("/sign-out", data={"csrf_token": page_csrf(client)}).status_code == 303
+    # The cookie someone copied before the sign-out no longer opens the console...
+    client.cookies.set(COOKIE, copied)
+    assert client.get("/requests").headers["location"].startswith("/sign-in")
+    # ...nor does the user's session in another browser: signing out ends them all.
+    client.cookies.set(COOKIE, other_browser)
+    assert client.get("/requests").status_code == 303
+    # Signing in again, at once, gives a session that works.
+    client.cookies.clear()
+    sign_in(client, "ada@example.com")
+    assert client.get("/requests").status_code == 200
+
+
+def test_a_new_password_ends_the_old_sessions(app, client) -> None:
+    add_user(app, "ada@example.com", "admin")
+    sign_in(client, "ada@example.com")
+    assert client.get("/requests").status_code == 200
+    with app.state.runtime.db.session() as session:
+        user = identity.get_user_by_email(session, email="ada@example.com")
+        identity.set_password(session, user=user, password="a brand new passphrase")
+    assert client.get("/requests").status_code == 303
+
+
 def test_state_changing_forms_need_the_csrf_token(app, client) -> None:
     add_user(app, "ada@example.com", "admin")
     # Signing in itself needs the token the sign-in page handed out (no login CSRF).

@@ -76,7 +76,7 @@ def signed_in(request: Request) -> Viewer:
     request.state.csrf = data.csrf
     with request.app.state.runtime.db.session() as session:
         user = session.get(User, data.user_id)
-        if user is None:
+        if user is None or not identity.session_is_current(user, data.issued_at):
             raise SignInRequired()
         choices = tuple(
             ProjectChoice(p.id, p.name, role)

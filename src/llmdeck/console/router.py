@@ -10,6 +10,7 @@ from llmdeck.console.session import SessionData, clear_cookie, write_cookie
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import AuthenticationFailed, NotFound
 from llmdeck.identity import service as identity
+from llmdeck.identity.models import User
 
 pages = PageSet("console", __file__)
 
@@ -86,6 +87,14 @@ async def _authenticate(request: Request, email: str, password: str) -> tuple[st
 
 @pages.router.post("/sign-out", dependencies=[Depends(csrf_protected)])
 def sign_out(request: Request):
+    """End the session: the cookie goes, and the server refuses it (and any other session of
+    this user issued until now) should a copy of it come back."""
+    data = read_session(request)
+    if data is not None and data.user_id is not None:
+        with request.app.state.runtime.db.session() as session:
+            user = session.get(User, data.user_id)
+            if user is not None:
+                identity.end_sessions(session, user=user)
     response = _redirect("/sign-in")
     clear_cookie(response, request)
     return response

@@ -1,7 +1,8 @@
 """Console sessions: a small JSON payload in an HMAC-signed cookie, and its CSRF token.
 
 Nothing is stored server-side, so any replica can read a session signed with the shared
-platform secret (see `core.secrets.derived_key`).
+platform secret (see `core.secrets.derived_key`). Signing out voids the user's sessions
+issued until then (`User.sessions_valid_from`), so a copied cookie does not outlive it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class SessionData:
     issued_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"c": self.csrf, "u": self.user_id, "p": self.project_id, "t": int(self.issued_at)}
+        # The time whole: a session must tell apart from a sign-out in the same second.
+        return {"c": self.csrf, "u": self.user_id, "p": self.project_id, "t": self.issued_at}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SessionData:

@@ -30,6 +30,9 @@ class User(Base):
     # A superuser administers every project, like the master key.
     is_superuser: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Console sessions issued before this are refused: set when the user signs out and when
+    # the password changes (sessions are signed cookies; nothing else stores them).
+    sessions_valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Membership(Base):

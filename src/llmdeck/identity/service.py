@@ -90,6 +90,17 @@ def set_password(session: Session, *, user: User, password: str) -> None:
     if len(password) < 8:
         raise InvalidRequest("A password needs at least 8 characters.", param="password")
     user.password_hash = secrets.hash_password(password)
+    end_sessions(session, user=user)
+
+
+def end_sessions(session: Session, *, user: User) -> None:
+    """Void every console session the user has now, in any browser."""
+    user.sessions_valid_from = utcnow()
+
+
+def session_is_current(user: User, issued_at: float) -> bool:
+    """Whether a console session issued at `issued_at` (epoch seconds) is still the user's."""
+    return user.sessions_valid_from is None or issued_at >= user.sessions_valid_from.timestamp()
 
 
 def authenticate_password(session: Session, *, email: str, password: str) -> User:
