@@ -285,6 +285,21 @@ def test_a_client_leaving_a_stream_stops_the_upstream_call(
     assert span["status"] == "error" and span["output"] == "Hello "
 
 
+def test_a_client_gone_before_its_stream_began_closes_the_upstream_call(
+    wire: Wire, server: LiveServer, upstream: ScriptedUpstream
+) -> None:
+    # The upstream is slow to start (1 s) and then streams for about 2 s.
+    upstream.script.append({"kind": "delay", "seconds": 1.0, "text": " ".join(["w"] * 400)})
+    before = upstream.abandoned
+    wire.send(wire.chat(stream=True))
+    time.sleep(0.3)
+    wire.close()
+    deadline = time.monotonic() + 10
+    while upstream.abandoned == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.abandoned == before + 1
+
+
 def test_a_call_too_large_to_read_here_gets_the_gateways_error(wire: Wire) -> None:
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: llmdeck\r\nAuthorization: Bearer "

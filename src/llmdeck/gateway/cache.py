@@ -28,7 +28,7 @@ from llmdeck.core.db import Database, utcnow
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.directory import CacheRule, Directory
 from llmdeck.gateway.models import CacheEntry
-from llmdeck.gateway.pipeline import Call, Next, Outcome
+from llmdeck.gateway.pipeline import Call, Next, Outcome, close_stream
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult
 from llmdeck.providers.service import get_provider
@@ -161,18 +161,21 @@ class Cache:
 
     async def _watch(self, stream: AsyncIterator[ChatChunk], remember) -> AsyncIterator[ChatChunk]:
         parts: list[str] = []
-        async for chunk in stream:
-            parts.append(chunk.delta)
-            if chunk.finish_reason:
-                remember(
-                    ChatResult(
-                        content="".join(parts),
-                        finish_reason=chunk.finish_reason,
-                        input_tokens=chunk.input_tokens or 0,
-                        output_tokens=chunk.output_tokens or 0,
+        try:
+            async for chunk in stream:
+                parts.append(chunk.delta)
+                if chunk.finish_reason:
+                    remember(
+                        ChatResult(
+                            content="".join(parts),
+                            finish_reason=chunk.finish_reason,
+                            input_tokens=chunk.input_tokens or 0,
+                            output_tokens=chunk.output_tokens or 0,
+                        )
                     )
-                )
-            yield chunk
+                yield chunk
+        finally:
+            await close_stream(stream)
 
     async def _embed(self, rule: CacheRule, principal: Principal, text: str) -> np.ndarray:
         target = await self.directory.target(rule.embedding_model, principal, "embedding")

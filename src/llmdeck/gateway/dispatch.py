@@ -20,7 +20,7 @@ from typing import Any
 from llmdeck.core.errors import CircuitOpen, LLMDeckError, UpstreamError, UpstreamTimeout
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.directory import Deployment, Directory, Target
-from llmdeck.gateway.pipeline import Call, Outcome
+from llmdeck.gateway.pipeline import Call, Outcome, close_stream
 from llmdeck.gateway.routing import Balancer, backoff, classify
 from llmdeck.providers.base import ChatChunk
 from llmdeck.providers.service import get_provider
@@ -210,8 +210,7 @@ class Dispatch:
             raise
         finally:
             self.balancer.ended(deployment)
-            with contextlib.suppress(Exception):
-                await stream.aclose()
+            await close_stream(stream)
 
 
 def _ms(started: float) -> float:

@@ -27,7 +27,7 @@ from llmdeck.core.errors import RateLimited
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.directory import Directory, LimitRule
 from llmdeck.gateway.models import Counter
-from llmdeck.gateway.pipeline import Call, Next, Outcome
+from llmdeck.gateway.pipeline import Call, Next, Outcome, close_stream
 from llmdeck.providers.base import ChatChunk, ChatResult, EmbeddingResult
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,7 @@ class Limits:
         finally:
             # A stream cut short was still paid for up to where it stopped.
             settle(*_used(last.input_tokens, last.output_tokens, tokens_in, "".join(parts)))
+            await close_stream(stream)
 
     def schedule(self, moves: list[tuple[str, float]]) -> None:
         future = asyncio.get_running_loop().run_in_executor(None, self.ledger.adjust, moves)

@@ -9,6 +9,7 @@ fallbacks, breakers; see dispatch.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -81,3 +82,14 @@ class Pipeline:
 
 def _link(stage: Stage, rest: Next) -> Next:
     return lambda call: stage(call, rest)
+
+
+async def close_stream(stream: AsyncIterator[ChatChunk]) -> None:
+    """Close the stream a stage wraps, once the wrapper ends for any reason.
+
+    An async generator does not close the ones it iterates when it is closed itself, so
+    each wrapper closes its own: a reader that stops early (a client gone) then ends the
+    upstream call at once, not whenever the collector gets to it.
+    """
+    with contextlib.suppress(Exception):  # it failed already; that error is the one to tell
+        await stream.aclose()  # type: ignore[attr-defined]

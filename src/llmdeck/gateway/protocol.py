@@ -96,7 +96,14 @@ class GatewayProtocol(HttpToolsProtocol):
         try:
             response = await fastpath.respond(self._runtime, path, headers, body)
             if self.transport.is_closing():
-                return  # the client has gone; the call has been recorded all the same
+                # The client has gone (a whole answer's call is recorded all the same).
+                # A stream is closed, and its upstream call with it: a generator's clean-up
+                # runs only once it has begun, so it is begun first.
+                if isinstance(response, StreamingResponse):
+                    events = response.body_iterator
+                    await anext(events, None)  # type: ignore[call-overload]
+                    await events.aclose()  # type: ignore[attr-defined]
+                return
             if isinstance(response, StreamingResponse):
                 self._streaming = True
                 await self._stream(response)
@@ -106,7 +113,7 @@ class GatewayProtocol(HttpToolsProtocol):
                 await response.background()
         except Exception:
             log.exception("the gateway failed while answering %s", path)
-            self.transport.close()  # the answer is cut short: the client must not wait on
+            self.transport.close()  # the answer is cut short: the client must not wait for more
         finally:
             self._answering = None
             self._streaming = False

@@ -178,9 +178,10 @@ async def _sse(
         }
         return f"data: {json.dumps(chunk)}\n\n"
 
-    yield event({"role": "assistant", "content": ""})
     last = ChatChunk()
     try:
+        # Inside the try: a reader gone at the first event still closes the upstream stream.
+        yield event({"role": "assistant", "content": ""})
         chunk = first
         while chunk is not None:
             if chunk.delta:

@@ -10,7 +10,7 @@ from llmdeck.catalog import service as catalog
 from llmdeck.core.db import utcnow
 from llmdeck.core.errors import LLMDeckError
 from llmdeck.gateway.directory import Directory
-from llmdeck.gateway.pipeline import Call, Next, Outcome
+from llmdeck.gateway.pipeline import Call, Next, Outcome, close_stream
 from llmdeck.providers.base import ChatChunk, ChatResult, EmbeddingResult
 from llmdeck.tracing.writer import SpanRecord, TraceWriter
 
@@ -63,6 +63,7 @@ class Record:
                 output_tokens=last.output_tokens or 0,
             )
             self._submit(call, result=result, ttft_ms=ttft, error=error)
+            await close_stream(stream)
 
     def _submit(
         self,
