@@ -16,10 +16,10 @@ import logging
 from typing import Any
 
 import pydantic
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, invalid_fields
-from llmdeck.gateway.router import authenticate, chat_completion, embeddings
+from llmdeck.gateway.router import authenticate, chat_completion, embeddings, error_response
 from llmdeck.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from llmdeck.runtime import Runtime
 
@@ -28,9 +28,18 @@ log = logging.getLogger(__name__)
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 MAX_BODY_BYTES = 16 * 1024 * 1024
-# The request headers the gateway reads; the rest are never decoded.
-WANTED_HEADERS = ("authorization", "x-llmdeck-project", "x-llmdeck-cache", "traceparent")
-_WANTED = {name.encode(): name for name in (*WANTED_HEADERS, "content-length")}
+# The request headers the gateway reads, by their lower-case names; the rest are never
+# decoded.
+WANTED = {
+    name.encode(): name
+    for name in (
+        "authorization",
+        "x-llmdeck-project",
+        "x-llmdeck-cache",
+        "traceparent",
+        "content-length",
+    )
+}
 
 
 def serves(scope: dict[str, Any]) -> bool:
@@ -41,14 +50,12 @@ async def serve(runtime: Runtime, scope: dict[str, Any], receive, send) -> None:
     """Answer a hot request given as ASGI (gateway/protocol.py reads it off the socket)."""
     # ASGI servers give header names in lower case.
     headers = {
-        _WANTED[name]: value.decode("latin-1")
-        for name, value in scope["headers"]
-        if name in _WANTED
+        WANTED[name]: value.decode("latin-1") for name, value in scope["headers"] if name in WANTED
     }
     try:
         body = await _body(receive, headers.get("content-length"))
     except LLMDeckError as exc:
-        response = _error(exc)
+        response = error_response(exc)
     else:
         response = await respond(runtime, scope["path"], headers, body)
     await response(scope, receive, send)
@@ -62,11 +69,12 @@ async def respond(runtime: Runtime, path: str, headers: dict[str, str], body: by
     try:
         return await _answer(runtime, path, headers, body)
     except LLMDeckError as exc:
-        return _error(exc)
+        return error_response(exc)
     except Exception:
         log.exception("the gateway failed on %s", path)
-        error = LLMDeckError("The gateway failed on this request; its log has the details.")
-        return JSONResponse(error.to_dict(), status_code=500)
+        return error_response(
+            LLMDeckError("The gateway failed on this request; its log has the details.")
+        )
 
 
 async def _answer(runtime: Runtime, path: str, headers: dict[str, str], body: bytes) -> Response:
@@ -86,10 +94,6 @@ async def _answer(runtime: Runtime, path: str, headers: dict[str, str], body: by
     return await embeddings(
         runtime, principal, _parse(EmbeddingRequest, body), traceparent=traceparent
     )
-
-
-def _error(exc: LLMDeckError) -> Response:
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers())
 
 
 async def _body(receive, declared: str | None) -> bytes:

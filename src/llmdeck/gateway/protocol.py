@@ -29,7 +29,6 @@ _REQUEST_LINES = {
 }
 # Headers that change how a request must be read or answered: uvicorn handles those.
 _NOT_HERE = {b"transfer-encoding", b"expect", b"upgrade", b"connection"}
-_WANTED = {name.encode(): name for name in fastpath.WANTED_HEADERS}
 # A head that has not ended by this size is not a gateway call's.
 _MAX_HEAD = 64 * 1024
 
@@ -197,8 +196,8 @@ def _read_head(head: bytes) -> tuple[str, dict[str, str], int] | None:
             if length is not None or not value.isdigit():
                 return None
             length = int(value)
-        elif name in _WANTED:
-            headers[_WANTED[name]] = value.strip().decode("latin-1")
+        elif name in fastpath.WANTED:
+            headers[fastpath.WANTED[name]] = value.strip().decode("latin-1")
     if length is None or length > fastpath.MAX_BODY_BYTES:
         return None  # no body, or too large: answered through ASGI, with its error
     return path, headers, length

@@ -106,7 +106,7 @@ async def chat_completion(
         try:
             result = await runtime.gateway.chat(call)
         except LLMDeckError as exc:
-            return _failed(exc, call)
+            return error_response(exc, call)
         _note_cache(call, headers)
         payload = {
             "id": completion_id,
@@ -130,7 +130,7 @@ async def chat_completion(
         stream = await runtime.gateway.stream_chat(call)
         first = await anext(stream, None)
     except LLMDeckError as exc:
-        return _failed(exc, call)
+        return error_response(exc, call)
     _note_cache(call, headers)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     events = _sse(stream, first, completion_id, created, body.model, include_usage)
@@ -146,7 +146,7 @@ async def embeddings(
     try:
         result = await runtime.gateway.embed(call)
     except LLMDeckError as exc:
-        return _failed(exc, call)
+        return error_response(exc, call)
     encode = _base64_floats if body.encoding_format == "base64" else list
     payload = {
         "object": "list",
@@ -233,10 +233,12 @@ def _base64_floats(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
-def _failed(error: LLMDeckError, call: Call) -> Response:
-    """The error answer to a call that reached the pipeline: it names the call's trace,
-    where every attempt is recorded."""
-    headers = {**error.headers(), TRACE_HEADER: call.trace_id}
+def error_response(error: LLMDeckError, call: Call | None = None) -> Response:
+    """The OpenAI-shaped error answer; once the request became a call, it names the call's
+    trace, where every attempt is recorded."""
+    headers = error.headers()
+    if call is not None:
+        headers = {**headers, TRACE_HEADER: call.trace_id}
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
 
 
