@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import json
 import struct
 import time
 from collections.abc import AsyncIterator
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
@@ -122,7 +122,7 @@ async def chat_completion(
             ],
             "usage": _usage(result.input_tokens, result.output_tokens),
         }
-        return JSONResponse(payload, headers=headers)
+        return _json_response(payload, headers)
 
     # Pull the first chunk before answering, so that an error the model raises before
     # producing anything (context window, upstream down) gets its real HTTP status.
@@ -157,7 +157,7 @@ async def embeddings(
         "model": body.model,
         "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens},
     }
-    return JSONResponse(payload, headers={TRACE_HEADER: call.trace_id})
+    return _json_response(payload, {TRACE_HEADER: call.trace_id})
 
 
 async def _sse(
@@ -167,8 +167,8 @@ async def _sse(
     created: int,
     model: str,
     include_usage: bool,
-) -> AsyncIterator[str]:
-    def event(delta: dict, finish_reason: str | None = None) -> str:
+) -> AsyncIterator[bytes]:
+    def event(delta: dict, finish_reason: str | None = None) -> bytes:
         chunk = {
             "id": completion_id,
             "object": "chat.completion.chunk",
@@ -176,7 +176,7 @@ async def _sse(
             "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
         }
-        return f"data: {json.dumps(chunk)}\n\n"
+        return _event(chunk)
 
     last = ChatChunk()
     try:
@@ -191,7 +191,7 @@ async def _sse(
             chunk = await anext(stream, None)
     except LLMDeckError as exc:
         # Headers are gone: the only honest ending is an explicit error event, no [DONE].
-        yield f"data: {json.dumps(exc.to_dict())}\n\n"
+        yield _event(exc.to_dict())
         return
     finally:
         await stream.aclose()
@@ -205,8 +205,8 @@ async def _sse(
             "choices": [],
             "usage": _usage(last.input_tokens or 0, last.output_tokens or 0),
         }
-        yield f"data: {json.dumps(usage)}\n\n"
-    yield "data: [DONE]\n\n"
+        yield _event(usage)
+    yield b"data: [DONE]\n\n"
 
 
 @router.get("/models", operation_id="list_gateway_models", response_model=ModelList)
@@ -240,6 +240,16 @@ def error_response(error: LLMDeckError, call: Call | None = None) -> Response:
     if call is not None:
         headers = {**headers, TRACE_HEADER: call.trace_id}
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
+
+
+def _json_response(payload: dict, headers: dict[str, str]) -> Response:
+    # orjson: the answer's JSON in a tenth of json's time (JSONResponse uses json).
+    return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
+
+
+def _event(data: dict) -> bytes:
+    """One server-sent event."""
+    return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
 def _note_cache(call, headers: dict[str, str]) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from llmdeck.catalog import service as catalog
-from llmdeck.core.db import utcnow
 from llmdeck.core.errors import LLMDeckError
 from llmdeck.gateway.directory import Directory
 from llmdeck.gateway.pipeline import Call, Next, Outcome, close_stream
@@ -74,57 +75,66 @@ class Record:
         ttft_ms: float | None = None,
         error: BaseException | None = None,
     ) -> None:
+        # Only the latency must be taken now; the span is made by the writer's thread.
         latency = (time.perf_counter() - call.started) * 1000
-        input_tokens = output_tokens = None
-        if result is not None:
-            input_tokens, output_tokens = result.input_tokens, result.output_tokens
-        elif embedding is not None:
-            input_tokens, output_tokens = embedding.input_tokens, 0
-        cost = None
-        if str(call.attributes.get("cache", "")).endswith("hit"):
-            cost = 0.0  # answered from the cache: no upstream was paid
-        elif call.model is not None and input_tokens is not None:
-            cost = catalog.cost(call.model, input_tokens, output_tokens or 0)
-        attributes: dict[str, Any] = {"source": call.source, **call.attributes}
-        if result is not None:
-            attributes["finish_reason"] = result.finish_reason
-        if embedding is not None:
-            attributes["embedding.count"] = len(embedding.vectors)
-            attributes["embedding.dimensions"] = (
-                len(embedding.vectors[0]) if embedding.vectors else 0
-            )
-        if call.chat is not None:
-            attributes["request"] = {
-                k: v
-                for k in ("temperature", "top_p", "max_tokens", "stop", "seed")
-                if (v := getattr(call.chat, k)) is not None
-            }
-            attributes["stream"] = call.stream
-        self.writer.submit(
-            SpanRecord(
-                project_id=call.principal.project_id,
-                trace_id=call.trace_id,
-                span_id=call.span_id,
-                parent_span_id=call.parent_span_id,
-                api_key_id=call.principal.api_key_id,
-                name=f"{call.kind} {call.alias}",
-                kind="llm" if call.kind == "chat" else "embedding",
-                model=call.alias,
-                provider=call.model.provider if call.model else None,
-                input=call.chat.messages if call.chat is not None else call.inputs,
-                output=result.content if result is not None else None,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cost=cost,
-                latency_ms=latency,
-                ttft_ms=ttft_ms if call.stream else (latency if result is not None else None),
-                status="error" if error is not None else "ok",
-                error=_describe(error) if error is not None else None,
-                attributes=attributes,
-                started_at=call.started_at,
-                ended_at=utcnow(),
-            )
-        )
+        self.writer.submit(partial(_span, call, result, embedding, ttft_ms, error, latency))
+
+
+def _span(
+    call: Call,
+    result: ChatResult | None,
+    embedding: EmbeddingResult | None,
+    ttft_ms: float | None,
+    error: BaseException | None,
+    latency: float,
+) -> SpanRecord:
+    """The span of a finished call (the call is no longer changed by then)."""
+    input_tokens = output_tokens = None
+    if result is not None:
+        input_tokens, output_tokens = result.input_tokens, result.output_tokens
+    elif embedding is not None:
+        input_tokens, output_tokens = embedding.input_tokens, 0
+    cost = None
+    if str(call.attributes.get("cache", "")).endswith("hit"):
+        cost = 0.0  # answered from the cache: no upstream was paid
+    elif call.model is not None and input_tokens is not None:
+        cost = catalog.cost(call.model, input_tokens, output_tokens or 0)
+    attributes: dict[str, Any] = {"source": call.source, **call.attributes}
+    if result is not None:
+        attributes["finish_reason"] = result.finish_reason
+    if embedding is not None:
+        attributes["embedding.count"] = len(embedding.vectors)
+        attributes["embedding.dimensions"] = len(embedding.vectors[0]) if embedding.vectors else 0
+    if call.chat is not None:
+        attributes["request"] = {
+            k: v
+            for k in ("temperature", "top_p", "max_tokens", "stop", "seed")
+            if (v := getattr(call.chat, k)) is not None
+        }
+        attributes["stream"] = call.stream
+    return SpanRecord(
+        project_id=call.principal.project_id,
+        trace_id=call.trace_id,
+        span_id=call.span_id,
+        parent_span_id=call.parent_span_id,
+        api_key_id=call.principal.api_key_id,
+        name=f"{call.kind} {call.alias}",
+        kind="llm" if call.kind == "chat" else "embedding",
+        model=call.alias,
+        provider=call.model.provider if call.model else None,
+        input=call.chat.messages if call.chat is not None else call.inputs,
+        output=result.content if result is not None else None,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost,
+        latency_ms=latency,
+        ttft_ms=ttft_ms if call.stream else (latency if result is not None else None),
+        status="error" if error is not None else "ok",
+        error=_describe(error) if error is not None else None,
+        attributes=attributes,
+        started_at=call.started_at,
+        ended_at=call.started_at + timedelta(milliseconds=latency),
+    )
 
 
 class Resolve:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from llmdeck.core.errors import (
     InvalidRequest,
@@ -127,7 +128,7 @@ class OpenAICompatibleProvider(Provider):
         """The lines of a streamed answer; an HTTP error status raises before any line."""
         pool = self._pool()
         if pool is not None:
-            async with pool.stream(path, json.dumps(body).encode()) as lines:
+            async with pool.stream(path, _encode(body)) as lines:
                 yield lines
             return
         async with self._client().stream("POST", path, json=body) as response:
@@ -169,7 +170,7 @@ class OpenAICompatibleProvider(Provider):
         try:
             pool = self._pool()
             if pool is not None:
-                response = await pool.post(path, json.dumps(body).encode())
+                response = await pool.post(path, _encode(body))
             else:
                 response = await self._client().post(path, json=body)
         except httpx.TimeoutException:
@@ -430,13 +431,22 @@ class _Reply:
             return ""
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        return orjson.loads(self.content)
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    """A request body as JSON: orjson, several times faster than json on every call, and
+    json for what orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body).encode()
 
 
 def _json(raw: bytes | str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except ValueError:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise UpstreamError(
             f"The upstream sent something that is not JSON: {raw[:200]!r}"
         ) from None

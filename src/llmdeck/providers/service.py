@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 
 from llmdeck.core.registry import plugins
 from llmdeck.core.settings import Settings
 from llmdeck.providers.base import Connection, Provider
 
-_instances: dict[tuple[str, str | None, str], Provider] = {}
+_instances: dict[tuple[str, str | None, str | None], Provider] = {}
 _lock = threading.Lock()
 
 
@@ -19,8 +18,11 @@ def provider_class(name: str) -> type[Provider]:
 
 def get_provider(name: str, connection: Connection, settings: Settings) -> Provider:
     """The shared instance for this provider and connection (connections are reused)."""
-    key_digest = hashlib.sha256((connection.api_key or "").encode()).hexdigest()
-    cache_key = (name, connection.base_url, key_digest)
+    # Keyed by the key itself: the instance keeps its connection, key included, anyway.
+    cache_key = (name, connection.base_url, connection.api_key)
+    provider = _instances.get(cache_key)  # on every gateway call: no lock to find one
+    if provider is not None:
+        return provider
     with _lock:
         provider = _instances.get(cache_key)
         if provider is None:

@@ -6,6 +6,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,7 +54,7 @@ class TraceWriter:
         # Submitting is one append to a deque (atomic, no lock, nobody woken): a queue that
         # woke the writer for every span cost the gateway a thread switch per request.
         # The writer wakes every `interval` instead, or at once when asked to flush.
-        self._buffer: collections.deque[SpanRecord] = collections.deque()
+        self._buffer: collections.deque[SpanRecord | Callable[[], SpanRecord]] = collections.deque()
         self._writing = False
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -61,7 +62,9 @@ class TraceWriter:
         self._thread = threading.Thread(target=self._run, name="llmdeck-trace-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, record: SpanRecord) -> None:
+    def submit(self, record: SpanRecord | Callable[[], SpanRecord]) -> None:
+        """Queue a span, or a function that makes it: the gateway's are made by this
+        writer's thread, so that building them costs the request path nothing."""
         self._buffer.append(record)
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -91,7 +94,11 @@ class TraceWriter:
                     self._writing = True  # before taking spans out, so flush() waits for them
                 batch = []
                 while self._buffer and len(batch) < self.batch_size:
-                    batch.append(self._buffer.popleft())
+                    item = self._buffer.popleft()
+                    try:
+                        batch.append(item if isinstance(item, SpanRecord) else item())
+                    except Exception:
+                        log.exception("a span could not be made; it is left out")
                 try:
                     self._write(batch)
                 finally:
