@@ -179,7 +179,7 @@ def test_the_keep_alive_pool_reuses_connections_for_streams_and_answers() -> Non
         while head := await reader.readuntil(b"\r\n\r\n"):
             length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
             body = await reader.readexactly(length)
-            if b'"stream": true' in body:
+            if json.loads(body).get("stream"):
                 writer.write(
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                     b"transfer-encoding: chunked\r\n\r\n" + streamed

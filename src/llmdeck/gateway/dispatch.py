@@ -22,7 +22,7 @@ from llmdeck.core.settings import Settings
 from llmdeck.gateway.directory import Deployment, Directory, Target
 from llmdeck.gateway.pipeline import Call, Outcome, close_stream
 from llmdeck.gateway.routing import Balancer, backoff, classify
-from llmdeck.providers.base import ChatChunk
+from llmdeck.providers.base import ChatChunk, attempt_deadline
 from llmdeck.providers.service import get_provider
 
 
@@ -131,6 +131,9 @@ class Dispatch:
         first: ChatChunk | None = None
         answered = False
         self.balancer.started(deployment)
+        loop = asyncio.get_running_loop()
+        # The provider's own read timer is left unset when this one ends sooner.
+        bound = attempt_deadline.set(None if timeout is None else loop.time() + timeout)
         try:
             async with asyncio.timeout(timeout):
                 if call.kind == "embedding":
@@ -166,6 +169,7 @@ class Dispatch:
             breaker.release()
             raise
         finally:
+            attempt_deadline.reset(bound)
             if not answered:
                 self.balancer.ended(deployment)
                 if stream is not None:

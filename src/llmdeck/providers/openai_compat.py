@@ -27,6 +27,7 @@ from llmdeck.providers.base import (
     ChatResult,
     EmbeddingResult,
     Provider,
+    attempt_deadline,
 )
 
 
@@ -227,7 +228,7 @@ class _KeepAlivePool:
     async def post(self, path: str, body: bytes) -> _Reply:
         # One timer for the whole answer, head and body.
         with _read_errors("the upstream did not answer in time"):
-            async with asyncio.timeout(self.read_timeout):
+            async with _read_timeout(self.read_timeout):
                 conn, status, fields = await self._send(path, body)
                 done = False
                 try:
@@ -245,7 +246,7 @@ class _KeepAlivePool:
         a stream left early is closed, since unread bytes would corrupt the next answer.
         """
         with _read_errors("the upstream did not answer in time"):
-            async with asyncio.timeout(self.read_timeout):
+            async with _read_timeout(self.read_timeout):
                 conn, status, fields = await self._send(path, body)
         lines = _Lines(conn[0], fields, self.read_timeout)
         try:
@@ -308,6 +309,15 @@ class _KeepAlivePool:
             # A pool made on another loop that is gone (the job worker's): nothing to flush.
             with contextlib.suppress(RuntimeError):
                 writer.close()
+
+
+def _read_timeout(seconds: float) -> contextlib.AbstractAsyncContextManager[Any]:
+    """A timer of `seconds`, unless the gateway's attempt ends sooner: then its timer is the
+    one that fires (one timer per call, not two)."""
+    deadline = attempt_deadline.get()
+    if deadline is not None and deadline <= asyncio.get_running_loop().time() + seconds:
+        return contextlib.nullcontext()
+    return asyncio.timeout(seconds)
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
