@@ -17,7 +17,8 @@ from llmdeck.tracing.writer import SpanRecord, TraceWriter
 
 
 class Record:
-    """Outermost stage: every call, answered or failed, becomes a span (written off-path)."""
+    """Outermost stage: every call, answered or failed, becomes a span (made and written by
+    the trace writer's thread, off the request path)."""
 
     def __init__(self, writer: TraceWriter):
         self.writer = writer
