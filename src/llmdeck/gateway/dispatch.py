@@ -17,12 +17,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from llmdeck.core import timeouts
 from llmdeck.core.errors import CircuitOpen, LLMDeckError, UpstreamError, UpstreamTimeout
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.directory import Deployment, Directory, Target
 from llmdeck.gateway.pipeline import Call, Outcome, close_stream
 from llmdeck.gateway.routing import Balancer, backoff, classify
-from llmdeck.providers.base import ChatChunk, attempt_deadline
+from llmdeck.providers.base import ChatChunk
 from llmdeck.providers.service import get_provider
 
 
@@ -131,11 +132,8 @@ class Dispatch:
         first: ChatChunk | None = None
         answered = False
         self.balancer.started(deployment)
-        loop = asyncio.get_running_loop()
-        # The provider's own read timer is left unset when this one ends sooner.
-        bound = attempt_deadline.set(None if timeout is None else loop.time() + timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with timeouts.timeout(timeout):
                 if call.kind == "embedding":
                     outcome = await provider.embed(deployment.upstream_name, call.inputs or [])
                 else:
@@ -169,7 +167,6 @@ class Dispatch:
             breaker.release()
             raise
         finally:
-            attempt_deadline.reset(bound)
             if not answered:
                 self.balancer.ended(deployment)
                 if stream is not None:
@@ -198,7 +195,7 @@ class Dispatch:
                 yield first
             while True:
                 try:
-                    async with asyncio.timeout(idle_timeout):
+                    async with timeouts.timeout(idle_timeout):
                         chunk = await anext(stream, None)
                 except TimeoutError:
                     raise UpstreamTimeout(

@@ -22,6 +22,7 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from llmdeck.core import timeouts
 from llmdeck.gateway import fastpath
 
 _REQUEST_LINES = {
@@ -151,7 +152,8 @@ class GatewayProtocol(HttpToolsProtocol):
         if self._pending:
             self._take_next()  # a pipelined request
         if self._native and self._answering is None:
-            self.timeout_keep_alive_task = self.loop.call_later(
+            # A deadline in the shared heap, not a loop timer per request (core/timeouts.py).
+            self.timeout_keep_alive_task = timeouts.call_later(  # type: ignore[assignment]
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )
 

@@ -122,7 +122,7 @@ async def chat_completion(
             ],
             "usage": _usage(result.input_tokens, result.output_tokens),
         }
-        return _json_response(payload, headers)
+        return _JSONAnswer(payload, headers)
 
     # Pull the first chunk before answering, so that an error the model raises before
     # producing anything (context window, upstream down) gets its real HTTP status.
@@ -157,7 +157,7 @@ async def embeddings(
         "model": body.model,
         "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens},
     }
-    return _json_response(payload, {TRACE_HEADER: call.trace_id})
+    return _JSONAnswer(payload, {TRACE_HEADER: call.trace_id})
 
 
 async def _sse(
@@ -242,9 +242,22 @@ def error_response(error: LLMDeckError, call: Call | None = None) -> Response:
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
 
 
-def _json_response(payload: dict, headers: dict[str, str]) -> Response:
-    # orjson: the answer's JSON in a tenth of json's time (JSONResponse uses json).
-    return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
+class _JSONAnswer(Response):
+    """A 200 JSON answer, its headers made as bytes directly (Response's header building
+    was a tenth of the gateway's own work per call); orjson writes the JSON in a tenth of
+    json's time (JSONResponse uses json)."""
+
+    media_type = "application/json"
+
+    def __init__(self, payload: dict, headers: dict[str, str]):
+        self.status_code = 200
+        self.background = None
+        self.body = orjson.dumps(payload)
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(self.body)),
+            (b"content-type", b"application/json"),
+            *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
+        ]
 
 
 def _event(data: dict) -> bytes:

@@ -85,6 +85,11 @@ class Balancer:
     ) -> Deployment | None:
         """The next deployment to try: untried ones first, then any whose breaker allows;
         never one in `refused`."""
+        if len(target.deployments) == 1:
+            only = target.deployments[0]
+            if only.id in refused or not self.breaker(only).allow():
+                return None
+            return only
         candidates = [d for d in self._order(target) if d.id not in refused]
         candidates.sort(key=lambda d: d.id in tried)  # stable: keeps the order within groups
         for deployment in candidates:

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from llmdeck.core.errors import InvalidRequest
 from llmdeck.core.settings import Settings
-
-# When the current attempt must end (event loop time), set by the gateway's dispatch while
-# it runs an attempt under its own timer: a provider's read timeout that would end later
-# need not set a timer of its own (asyncio.timeout costs ~7 us, a tenth of a fast call).
-attempt_deadline: ContextVar[float | None] = ContextVar("attempt_deadline", default=None)
 
 
 @dataclass(frozen=True)

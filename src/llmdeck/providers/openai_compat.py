@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from llmdeck.core import timeouts
 from llmdeck.core.errors import (
     InvalidRequest,
     LLMDeckError,
@@ -27,7 +28,6 @@ from llmdeck.providers.base import (
     ChatResult,
     EmbeddingResult,
     Provider,
-    attempt_deadline,
 )
 
 
@@ -44,6 +44,9 @@ class OpenAICompatibleProvider(Provider):
             )
         self._clients: dict[int, httpx.AsyncClient] = {}
         self._fast: dict[int, _KeepAlivePool] = {}
+        # TLS, and proxies from the environment, stay with httpx.
+        self._plain_http = connection.base_url.startswith("http://")
+        self._last: tuple[asyncio.AbstractEventLoop | None, _KeepAlivePool | None] = (None, None)
 
     def _client(self) -> httpx.AsyncClient:
         # httpx clients belong to one event loop; keep one per loop.
@@ -151,9 +154,13 @@ class OpenAICompatibleProvider(Provider):
 
     def _pool(self) -> _KeepAlivePool | None:
         """The lean client for plain-http upstreams (serving engines nearby), per loop."""
-        if not self.connection.base_url.startswith("http://"):
-            return None  # TLS, and proxies from the environment, stay with httpx
-        loop_id = id(asyncio.get_running_loop())
+        if not self._plain_http:
+            return None
+        loop = asyncio.get_running_loop()
+        last_loop, pool = self._last
+        if last_loop is loop:
+            return pool  # the common case: a server process runs one loop
+        loop_id = id(loop)
         pool = self._fast.get(loop_id)
         if pool is None:
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -165,6 +172,7 @@ class OpenAICompatibleProvider(Provider):
                 connect_timeout=self.settings.upstream_connect_timeout,
                 read_timeout=self.settings.upstream_read_timeout,
             )
+        self._last = (loop, pool)
         return pool
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +191,7 @@ class OpenAICompatibleProvider(Provider):
         return _json(response.content)
 
     async def aclose(self) -> None:
-        pools, self._fast = list(self._fast.values()), {}
+        pools, self._fast, self._last = list(self._fast.values()), {}, (None, None)
         for pool in pools:
             pool.close()
         clients, self._clients = list(self._clients.values()), {}
@@ -218,7 +226,7 @@ class _KeepAlivePool:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with timeouts.timeout(self.connect_timeout):
                 return await asyncio.open_connection(self.host, self.port)
         except TimeoutError:
             raise httpx.ConnectTimeout("connecting to the upstream timed out") from None
@@ -228,7 +236,7 @@ class _KeepAlivePool:
     async def post(self, path: str, body: bytes) -> _Reply:
         # One timer for the whole answer, head and body.
         with _read_errors("the upstream did not answer in time"):
-            async with _read_timeout(self.read_timeout):
+            async with timeouts.timeout(self.read_timeout):
                 conn, status, fields = await self._send(path, body)
                 done = False
                 try:
@@ -246,7 +254,7 @@ class _KeepAlivePool:
         a stream left early is closed, since unread bytes would corrupt the next answer.
         """
         with _read_errors("the upstream did not answer in time"):
-            async with _read_timeout(self.read_timeout):
+            async with timeouts.timeout(self.read_timeout):
                 conn, status, fields = await self._send(path, body)
         lines = _Lines(conn[0], fields, self.read_timeout)
         try:
@@ -309,15 +317,6 @@ class _KeepAlivePool:
             # A pool made on another loop that is gone (the job worker's): nothing to flush.
             with contextlib.suppress(RuntimeError):
                 writer.close()
-
-
-def _read_timeout(seconds: float) -> contextlib.AbstractAsyncContextManager[Any]:
-    """A timer of `seconds`, unless the gateway's attempt ends sooner: then its timer is the
-    one that fires (one timer per call, not two)."""
-    deadline = attempt_deadline.get()
-    if deadline is not None and deadline <= asyncio.get_running_loop().time() + seconds:
-        return contextlib.nullcontext()
-    return asyncio.timeout(seconds)
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -387,7 +386,7 @@ class _Lines:
     async def __aiter__(self) -> AsyncIterator[str]:
         while not self.complete:
             with _read_errors("the upstream stopped sending"):
-                async with asyncio.timeout(self.timeout):
+                async with timeouts.timeout(self.timeout):
                     data = await self._read()
             if not data:
                 self.complete = True
@@ -413,7 +412,7 @@ class _Lines:
         """Read what is left after the last event (the end of the chunked body), so that
         the connection can be reused; an upstream slow to end it only costs its reuse."""
         with contextlib.suppress(TimeoutError, httpx.HTTPError):
-            async with asyncio.timeout(within):
+            async with timeouts.timeout(within):
                 async for _ in self:
                     pass
 
