@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -137,11 +136,10 @@ class Dispatch:
                 if call.kind == "embedding":
                     outcome = await provider.embed(deployment.upstream_name, call.inputs or [])
                 else:
-                    request = dataclasses.replace(
-                        call.chat,
-                        model=deployment.upstream_name,
-                        context_window=target.model.context_window,
-                    )
+                    # The request names what this attempt calls (only providers read it).
+                    request = call.chat
+                    request.model = deployment.upstream_name
+                    request.context_window = target.model.context_window
                     if call.stream:
                         stream = provider.stream_chat(request)
                         first = await anext(stream, None)

@@ -137,7 +137,7 @@ async def playground_stream(
         chat = ChatCompletionRequest.model_validate(
             {
                 "model": f"prompt:{body.prompt}",
-                "messages": [m.model_dump(exclude_none=True) for m in messages],
+                "messages": messages,
                 "prompt_variables": body.variables,
                 "prompt_model": body.model,
                 "temperature": body.temperature,

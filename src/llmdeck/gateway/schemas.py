@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator, with_config
+from typing_extensions import TypedDict
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@with_config(ConfigDict(extra="allow"))
+class ChatMessage(TypedDict):
+    # A dict, not a model: validated messages go upstream as they are, with no model made
+    # and dumped back per message on every call.
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: NotRequired[str | list[dict[str, Any]] | None]
 
 
 class StreamOptions(BaseModel):

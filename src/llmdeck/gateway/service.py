@@ -106,7 +106,7 @@ def chat_call(
         use_cache=_wants_cache(cache) and _wants_cache(body_cache),
         chat=ChatRequest(
             model=request.model,
-            messages=[m.model_dump(exclude_none=True) for m in request.messages],
+            messages=request.messages,
             temperature=request.temperature,
             top_p=request.top_p,
             max_tokens=request.max_completion_tokens or request.max_tokens,
