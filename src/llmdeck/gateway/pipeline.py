@@ -15,11 +15,9 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 from llmdeck.catalog.models import Model
-from llmdeck.core.db import utcnow
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult, EmbeddingResult
 
@@ -63,7 +61,8 @@ class Call:
     # What the alias resolved to (a gateway.directory.Target), set by the resolve stage.
     target: Any = None
     started: float = field(default_factory=time.perf_counter)
-    started_at: datetime = field(default_factory=utcnow)
+    # Wall-clock seconds; the trace writer makes the span's datetime off the request path.
+    started_at: float = field(default_factory=time.time)
     # Decisions and facts stages want on the trace (route taken, cache hit, ...).
     attributes: dict[str, Any] = field(default_factory=dict)
 

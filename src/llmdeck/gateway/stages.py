@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -133,8 +133,8 @@ def _span(
         status="error" if error is not None else "ok",
         error=_describe(error) if error is not None else None,
         attributes=attributes,
-        started_at=call.started_at,
-        ended_at=call.started_at + timedelta(milliseconds=latency),
+        started_at=datetime.fromtimestamp(call.started_at, UTC),
+        ended_at=datetime.fromtimestamp(call.started_at + latency / 1000, UTC),
     )
 
 
