@@ -148,8 +148,6 @@ class Resolve:
         target = await self.directory.target(call.alias, call.principal, call.kind)
         call.target = target
         call.model = target.model
-        if call.chat is not None:
-            call.chat.context_window = target.model.context_window
         return await next(call)
 
 
