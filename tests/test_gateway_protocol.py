@@ -300,6 +300,19 @@ def test_a_client_gone_before_its_stream_began_closes_the_upstream_call(
     assert upstream.abandoned == before + 1
 
 
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(wire: Wire) -> None:
+    # uvicorn's default: 5 s idle. A call inside it restarts the wait (the earlier deadline
+    # is cancelled): at 6 s from the first call the connection still answers.
+    for pause in (0, 3, 3):
+        time.sleep(pause)
+        wire.send(wire.chat())
+        assert wire.response()[0] == 200
+    answered = time.monotonic()
+    wire.sock.settimeout(15)
+    assert wire.sock.recv(1) == b""  # closed by the server, nothing more sent
+    assert 4.5 < time.monotonic() - answered < 8
+
+
 def test_a_call_too_large_to_read_here_gets_the_gateways_error(wire: Wire) -> None:
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: llmdeck\r\nAuthorization: Bearer "

@@ -243,9 +243,9 @@ def error_response(error: LLMDeckError, call: Call | None = None) -> Response:
 
 
 class _JSONAnswer(Response):
-    """A 200 JSON answer, its headers made as bytes directly (Response's header building
-    was a tenth of the gateway's own work per call); orjson writes the JSON in a tenth of
-    json's time (JSONResponse uses json)."""
+    """A 200 JSON answer with its headers made as bytes directly: Response's general header
+    building was about 6% of the gateway's own work per call. orjson writes the JSON in a
+    tenth of json's time (JSONResponse uses json)."""
 
     media_type = "application/json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator, with_config
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict  # pydantic takes typing's only from Python 3.12
 
 
 @with_config(ConfigDict(extra="allow"))
