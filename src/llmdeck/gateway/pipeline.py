@@ -41,7 +41,7 @@ Next = Callable[["Call"], Awaitable[Outcome]]
 Stage = Callable[["Call", Next], Awaitable[Outcome]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One LLM call on its way through the pipeline."""
 

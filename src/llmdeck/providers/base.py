@@ -23,7 +23,7 @@ class Connection:
     api_key: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ChatRequest:
     """A provider-neutral chat request; `model` is the upstream name."""
 
@@ -38,7 +38,7 @@ class ChatRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class ChatResult:
     content: str
     finish_reason: str
@@ -46,7 +46,7 @@ class ChatResult:
     output_tokens: int
 
 
-@dataclass
+@dataclass(slots=True)
 class ChatChunk:
     """A piece of a streamed answer; the last chunk carries finish_reason and token counts."""
 
