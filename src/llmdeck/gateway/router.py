@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import struct
-import time
 from collections.abc import AsyncIterator
 
 import orjson
@@ -100,7 +99,7 @@ async def chat_completion(
     call = chat_call(principal, body, source="gateway", cache=cache)
     join_trace(call, traceparent)
     headers = {TRACE_HEADER: call.trace_id}
-    created = int(time.time())
+    created = int(call.started_at)
     completion_id = f"chatcmpl-{call.span_id}"
     if not body.stream:
         try:
