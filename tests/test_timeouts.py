@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 
 import pytest
 import uvloop
@@ -124,3 +126,13 @@ def test_cancelled_deadlines_do_not_pile_up(run):
         assert deadlines.live == 0
 
     run(scenario())
+
+
+def test_a_finished_event_loop_is_not_kept_alive(run):
+    async def scenario():
+        timeouts.call_later(60, lambda: None)  # left pending when the loop ends
+        return weakref.ref(asyncio.get_running_loop())
+
+    finished = [run(scenario()) for _ in range(3)]
+    gc.collect()
+    assert all(loop() is None for loop in finished)

@@ -47,11 +47,14 @@ class _Deadlines:
     """The open deadlines of one event loop (used only from that loop's thread)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
+        # Weakly, and no loop timer handle is kept either: this is the value of the loop's
+        # entry in a WeakKeyDictionary, and must not keep the loop alive.
+        self._loop = weakref.ref(loop)
         self.heap: list[tuple[float, int, Handle]] = []
         self.live = 0
         self._order = itertools.count()  # ties: first set, first fired
-        self._timer: asyncio.TimerHandle | None = None
+        # When the loop timer in charge fires; one set for an earlier time takes over, and
+        # the one it replaced does nothing when it fires.
         self._timer_at = float("inf")
 
     def call_at(self, when: float, callback: Callable[[], Any]) -> Handle:
@@ -66,14 +69,17 @@ class _Deadlines:
         return handle
 
     def _schedule(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self.loop.call_at(when, self._fire)
+        loop = self._loop()
+        if loop is not None:
+            self._timer_at = when
+            loop.call_at(when, self._fire, when)
 
-    def _fire(self) -> None:
-        self._timer, self._timer_at = None, float("inf")
-        heap, now = self.heap, self.loop.time()
+    def _fire(self, when: float) -> None:
+        loop = self._loop()
+        if loop is None or when != self._timer_at:
+            return  # replaced by a timer set for an earlier deadline
+        self._timer_at = float("inf")
+        heap, now = self.heap, loop.time()
         while heap and heap[0][0] <= now:
             handle = heapq.heappop(heap)[2]
             callback = handle.callback
@@ -83,7 +89,7 @@ class _Deadlines:
                 try:
                     callback()
                 except Exception as exc:
-                    self.loop.call_exception_handler(
+                    loop.call_exception_handler(
                         {"message": "a deadline's callback failed", "exception": exc}
                     )
         while heap and heap[0][2].callback is None:
@@ -97,20 +103,23 @@ _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
     weakref.WeakKeyDictionary()
 )
 _lock = threading.Lock()
-# The last loop asked for, checked first: a server process has one.
-_last: tuple[asyncio.AbstractEventLoop | None, _Deadlines | None] = (None, None)
+# The last loop asked for, checked first (a server process has one); held weakly.
+_last: tuple[Callable[[], asyncio.AbstractEventLoop | None], _Deadlines | None] = (
+    lambda: None,
+    None,
+)
 
 
 def _deadlines(loop: asyncio.AbstractEventLoop) -> _Deadlines:
     global _last
     last_loop, deadlines = _last
-    if last_loop is loop and deadlines is not None:
+    if last_loop() is loop and deadlines is not None:
         return deadlines
     with _lock:
         deadlines = _loops.get(loop)
         if deadlines is None:
             deadlines = _loops[loop] = _Deadlines(loop)
-        _last = (loop, deadlines)
+        _last = (weakref.ref(loop), deadlines)
     return deadlines
 
 
