@@ -130,6 +130,48 @@ def test_dashboard_figures_and_slices(api) -> None:
     assert bad.status_code == 400 and "window" in bad.json()["error"]["message"]
 
 
+def test_a_call_traced_by_the_app_and_the_gateway_counts_once(api) -> None:
+    http, db, project_id = api
+    now = datetime.now(UTC)
+    trace = new_trace_id()
+    root = _span(project_id, now, trace_id=trace, kind="chain", user_id="carol", tags=["app"])
+    # The SDK's span of a call sent to the gateway (no cost: the gateway prices it) ...
+    client = _span(
+        project_id,
+        now,
+        trace_id=trace,
+        parent_span_id=root.span_id,
+        cost=None,
+        latency_ms=130.0,
+        user_id="carol",
+        tags=["app"],
+        attributes={"llmdeck.gateway": True},
+    )
+    # ... and the gateway's span of the same call, its child, which knows no end user.
+    gateway = _span(
+        project_id, now, trace_id=trace, parent_span_id=client.span_id, cost=0.02, user_id=None
+    )
+    # A call the app made elsewhere: its only span counts.
+    direct = _span(project_id, now, user_id="carol", tags=["app"], cost=0.5)
+    # Another project's gateway span under this project's client span: each project counts
+    # the call it recorded.
+    other_id, _ = _key(db, project="other")
+    lone = _span(project_id, now, user_id="dave", cost=None, latency_ms=90.0)
+    elsewhere = _span(other_id, now, trace_id=lone.trace_id, parent_span_id=lone.span_id)
+    write_spans(db, [root, client, gateway, direct, lone, elsewhere])
+
+    summary = http.get("/api/monitoring/summary", params={"window": "1h"}).json()
+    assert summary["requests"] == 3
+    assert summary["input_tokens"] == 30 and summary["cost"] == pytest.approx(0.52)
+    assert summary["latency_p50"] == pytest.approx(100.0)  # the gateway's, not the app's 130
+    users = http.get("/api/monitoring/top", params={"by": "user", "window": "1h"}).json()
+    assert {u["group"]: u["requests"] for u in users} == {"carol": 2, "dave": 1}
+    carol = http.get("/api/monitoring/summary", params={"window": "1h", "user": "carol"}).json()
+    assert carol["requests"] == 2 and carol["cost"] == pytest.approx(0.52)
+    tagged = http.get("/api/monitoring/summary", params={"window": "1h", "tag": "app"}).json()
+    assert tagged["requests"] == 2
+
+
 def test_feedback_from_the_api_is_aggregated(api) -> None:
     http, db, project_id = api
     spans = _seed(db, project_id)

@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from llmdeck.monitoring.metrics import one_per_call
 from llmdeck.monitoring.models import DriftReport
 from llmdeck.tracing.models import Span
 
@@ -68,6 +69,7 @@ def window_samples(
             Span.kind == "llm",
             Span.started_at >= since,
             Span.started_at < until,
+            one_per_call(),
         )
         .order_by(Span.started_at.desc())
         .limit(limit)

@@ -1,8 +1,10 @@
 """Dashboard metrics over a project's model calls: time series, summaries, costliest groups.
 
-A request is a span of kind `llm` or `embedding` (from the gateway, the SDK or OTLP). The
-rows of a window are read once, in time order, and bucketed here: percentiles need the
-values themselves, and computing them in Python keeps one code path for both databases.
+A request is a span of kind `llm` or `embedding` (from the gateway, the SDK or OTLP), counted
+once per call: an app's span of a call that went through the gateway has the gateway's span
+as its child, and only that child counts (see `one_per_call`). The rows of a window are read
+once, in time order, and bucketed here: percentiles need the values themselves, and
+computing them in Python keeps one code path for both databases.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from llmdeck.core.errors import InvalidRequest
 from llmdeck.monitoring.models import Feedback
@@ -70,6 +72,23 @@ def window_of(window: str) -> timedelta:
     return WINDOWS[window]
 
 
+def one_per_call() -> ColumnElement[bool]:
+    """True for a request span that no other request span of its project records again.
+
+    The SDK's span of a call sent to the gateway (and any client span over a traced
+    proxy) is the parent of the span the gateway writes for the same call; counting both
+    would double the requests and tokens. The innermost one counts: it has the tokens, the
+    cost and the model that answered.
+    """
+    inner = aliased(Span)
+    return ~exists().where(
+        inner.project_id == Span.project_id,
+        inner.trace_id == Span.trace_id,
+        inner.parent_span_id == Span.span_id,
+        inner.kind.in_(REQUEST_KINDS),
+    )
+
+
 def _rows(
     session: Session,
     project_id: str,
@@ -77,31 +96,51 @@ def _rows(
     until: datetime,
     filters: dict[str, str | None],
 ) -> list[Row]:
-    query = select(
-        Span.started_at,
-        Span.status,
-        Span.latency_ms,
-        Span.ttft_ms,
-        Span.input_tokens,
-        Span.output_tokens,
-        Span.cost,
-        Span.model,
-        Span.api_key_id,
-        Span.user_id,
-        Span.tags,
-    ).where(
-        Span.project_id == project_id,
-        Span.started_at >= since,
-        Span.started_at < until,
-        Span.kind.in_(REQUEST_KINDS),
+    # The app's span over a gateway call knows the end user and tags; the gateway's does not.
+    outer = aliased(Span)
+    user = func.coalesce(Span.user_id, outer.user_id)
+    query = (
+        select(
+            Span.started_at,
+            Span.status,
+            Span.latency_ms,
+            Span.ttft_ms,
+            Span.input_tokens,
+            Span.output_tokens,
+            Span.cost,
+            Span.model,
+            Span.api_key_id,
+            user,
+            Span.tags,
+            outer.tags,
+        )
+        .outerjoin(
+            outer,
+            and_(
+                outer.project_id == Span.project_id,
+                outer.trace_id == Span.trace_id,
+                outer.span_id == Span.parent_span_id,
+                outer.kind.in_(REQUEST_KINDS),
+            ),
+        )
+        .where(
+            Span.project_id == project_id,
+            Span.started_at >= since,
+            Span.started_at < until,
+            Span.kind.in_(REQUEST_KINDS),
+            one_per_call(),
+        )
     )
     if filters.get("model"):
         query = query.where(Span.model == filters["model"])
     if filters.get("api_key"):
         query = query.where(Span.api_key_id == filters["api_key"])
     if filters.get("user"):
-        query = query.where(Span.user_id == filters["user"])
-    rows = [Row(*r) for r in session.execute(query.order_by(Span.started_at))]
+        query = query.where(user == filters["user"])
+    rows = [
+        Row(*r[:-2], tags=r[-2] if r[-2] is not None else r[-1])
+        for r in session.execute(query.order_by(Span.started_at))
+    ]
     if filters.get("tag"):
         rows = [r for r in rows if r.tags and filters["tag"] in r.tags]
     return rows
