@@ -72,8 +72,9 @@ class Settings(BaseSettings):
     )
     gateway_lookup_ttl: float = Field(
         default=2.0,
-        description="Seconds the gateway keeps routes, limits, cache policies and catalog "
-        "lookups in memory; changes made in another process apply within this time.",
+        description="Seconds the gateway keeps routes, limits, cache policies, catalog "
+        "lookups and `prompt:` versions in memory; changes made in another process apply "
+        "within this time.",
     )
     gateway_retries: int = Field(
         default=2, description="Retries per model alias after a retryable upstream failure."

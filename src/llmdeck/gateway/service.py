@@ -42,7 +42,7 @@ class Gateway:
         self.pipeline = Pipeline(
             [
                 Record(writer),
-                RenderPrompt(db),
+                RenderPrompt(db, settings.gateway_lookup_ttl),
                 Resolve(self.directory),
                 self.limits,
                 *extra_stages,

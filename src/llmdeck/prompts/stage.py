@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from llmdeck.core.db import Database
 from llmdeck.core.errors import InvalidRequest, NotFound
+from llmdeck.core.loading import LoadingCache
 from llmdeck.gateway.pipeline import Call, Next, Outcome
 from llmdeck.prompts import service
 from llmdeck.prompts.models import Prompt, PromptVersion
@@ -25,22 +25,21 @@ class RenderPrompt:
     prompt's. The version used goes on the trace as `attributes["prompt"]`.
     """
 
-    def __init__(self, db: Database, ttl: float = 1.0):
+    def __init__(self, db: Database, ttl: float):
         self.db = db
-        self.ttl = ttl  # labels move rarely; a second of staleness saves a query per call
-        self._cache: dict[
-            tuple[str, str], tuple[float, int, Prompt, PromptVersion, str | None]
-        ] = {}
+        # Labels move rarely: a moment of staleness saves a query per call, and the query
+        # runs off the event loop (core/loading.py), as the gateway's other lookups do.
+        self._versions = LoadingCache(ttl)
+        self._generation = service.generation
 
-    def _lookup(self, project_id: str, ref: str) -> tuple[Prompt, PromptVersion, str | None]:
-        hit = self._cache.get((project_id, ref))
-        # Changes made in this process show at once; other processes' within `ttl`.
-        if (
-            hit is not None
-            and hit[1] == service.generation
-            and time.monotonic() - hit[0] < self.ttl
-        ):
-            return hit[2], hit[3], hit[4]
+    async def _lookup(self, project_id: str, ref: str) -> tuple[Prompt, PromptVersion, str | None]:
+        # Changes made in this process show at once; other processes' within the TTL.
+        if self._generation != service.generation:
+            self._generation = service.generation
+            self._versions.clear()
+        return await self._versions.get((project_id, ref), lambda: self._load(project_id, ref))
+
+    def _load(self, project_id: str, ref: str) -> tuple[Prompt, PromptVersion, str | None]:
         name, label, version = service.parse_ref(ref)
         with self.db.session() as session:
             if label is None and version is None:
@@ -55,15 +54,14 @@ class RenderPrompt:
                 prompt, row = service.resolve(
                     session, project_id=project_id, name=name, label=label, version=version
                 )
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[(project_id, ref)] = (time.monotonic(), service.generation, prompt, row, label)
         return prompt, row, label
 
     async def __call__(self, call: Call, next: Next) -> Outcome:
         if call.chat is None or not call.alias.startswith(PREFIX):
             return await next(call)
-        prompt, row, label = self._lookup(call.principal.project_id, call.alias[len(PREFIX) :])
+        prompt, row, label = await self._lookup(
+            call.principal.project_id, call.alias[len(PREFIX) :]
+        )
         if prompt.kind != "prompt":
             raise InvalidRequest(
                 f"{prompt.name!r} is a chain; run it with POST /api/chains/{prompt.name}/runs.",
