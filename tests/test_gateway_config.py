@@ -136,3 +136,27 @@ def test_api_configures_routes_and_refuses_non_admins(upstream) -> None:
             assert (await gw.chat("r")).status_code == 404
 
     asyncio.run(scenario())
+
+
+def test_api_refuses_a_bad_alias_or_limit_scope_with_400_naming_the_field(upstream) -> None:
+    async def scenario():
+        async with running() as gw:
+            route = {"deployments": [{"name": "a", "upstream": "m", "base_url": upstream.url}]}
+            bad = await gw.client.put("/api/gateway/routes/bad%20alias", json=route)
+            assert bad.status_code == 400, bad.text
+            error = bad.json()["error"]
+            assert (error["type"], error["param"]) == ("invalid_request_error", "alias")
+            assert "'bad alias'" in error["message"] and "letters, digits" in error["message"]
+            long = await gw.client.put(f"/api/gateway/routes/{'x' * 201}", json=route)
+            assert long.status_code == 400 and long.json()["error"]["param"] == "alias"
+
+            for params in ({}, {"project": "default", "key": "abc"}):
+                refused = await gw.client.delete("/api/gateway/limits", params=params)
+                assert refused.status_code == 400, refused.text
+                error = refused.json()["error"]
+                assert error["param"] in ("project", "key")
+                assert "exactly one of" in error["message"] and "?project=" in error["message"]
+            empty = await gw.client.put("/api/gateway/limits", json={"rpm": 5})
+            assert empty.status_code == 400 and "project or key" in empty.json()["error"]["message"]
+
+    asyncio.run(scenario())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from llmdeck.core.errors import NotFound, PermissionDenied
+from llmdeck.core.errors import InvalidRequest, NotFound, PermissionDenied, invalid_fields
 from llmdeck.gateway import config as service
 from llmdeck.gateway.schemas import (
     ApplyResult,
@@ -59,6 +59,22 @@ def _own_project(principal: Principal, project: str | None, what: str) -> None:
         )
 
 
+def _route_spec(alias: str, body: RoutePut) -> RouteSpec:
+    """The route the path names; the path's alias is checked like any other field."""
+    try:
+        return RouteSpec.model_validate({**body.model_dump(), "alias": alias})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if errors[0]["loc"] == ("alias",) and errors[0]["type"] == "string_pattern_mismatch":
+            raise InvalidRequest(
+                f"The alias {alias!r} is not valid: use letters, digits and _ . : / - only, "
+                "starting with a letter or digit.",
+                param="alias",
+                code="invalid_value",
+            ) from None
+        raise invalid_fields(errors) from None
+
+
 def _check_limit(session: Session, principal: Principal, spec: LimitSpec) -> None:
     if spec.key is not None and not principal.all_projects:
         key = identity.get_key_or_raise(session, key_id=spec.key)
@@ -100,7 +116,7 @@ def put_gateway_route(
     runtime: Runtime = Depends(get_runtime),
 ):
     """Create or replace a route: deployments, weights, strategy, retries, fallbacks."""
-    body = RouteSpec.model_validate({**body.model_dump(), "alias": alias})
+    body = _route_spec(alias, body)
     if body.project is None and not principal.all_projects:
         body = body.model_copy(update={"project": principal.project_name})
     _own_project(principal, body.project, "add routes")
@@ -147,6 +163,13 @@ def delete_gateway_limit(
     session: Session = Depends(get_session),
 ):
     """Remove the limits of a project or an API key."""
+    if (project is None) == (key is None):
+        raise InvalidRequest(
+            "Name exactly one of the query parameters project or key, "
+            "e.g. DELETE /api/gateway/limits?project=default.",
+            param="project" if project is None else "key",
+            code="invalid_value",
+        )
     spec = LimitSpec(project=project, key=key)
     _check_limit(session, principal, spec)
     service.delete_limit(session, spec=spec)
