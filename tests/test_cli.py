@@ -124,3 +124,33 @@ def test_chat_streams_an_answer_and_traces_it() -> None:
     assert traces[0]["output_tokens"] > 0
     shown = llmdeck("traces", "show", traces[0]["trace_id"])
     assert "Paris" in shown.stdout and '"source": "cli"' in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["gateway", "limits", "set", "--project", "default", "--rpm", "-1"], "--rpm:"),
+        (["gateway", "limits", "set", "--rpm", "5"], "give --project NAME or --key KEY"),
+        (["gateway", "limits", "set", "--project", "default", "--period", "year"], "--period:"),
+        (["gateway", "cache", "set", "--project", "default", "--ttl", "0"], "--ttl:"),
+        (
+            ["gateway", "cache", "set", "--project", "default", "--semantic-threshold", "2"],
+            "--semantic-threshold:",
+        ),
+        (["chat", "hi", "--max-tokens", "0"], "--max-tokens:"),
+        (["chat", "hi", "--temperature", "5"], "--temperature:"),
+        (["gateway", "apply", "{latin1}"], "is not UTF-8 text"),
+        (["gateway", "export", "-o", "{tmp}/missing/x.yaml"], "/missing does not exist"),
+    ],
+)
+def test_bad_option_values_end_with_one_error_line_not_a_traceback(
+    tmp_path, args: list[str], says: str
+) -> None:
+    latin1 = tmp_path / "gateway.yaml"
+    latin1.write_bytes("routes: []  # caf\xe9\n".encode("latin-1"))
+    args = [a.format(latin1=latin1, tmp=tmp_path) for a in args]
+    result = llmdeck(*args)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from llmdeck.catalog.cli import models
 from llmdeck.cli.config import config
+from llmdeck.cli.output import fail_cleanly
 from llmdeck.cli.server import up
 from llmdeck.evals.cli import datasets, evals
 from llmdeck.gateway.cli import chat, gateway
@@ -17,7 +21,19 @@ from llmdeck.monitoring.cli import monitoring
 from llmdeck.prompts.cli import chains, prompts
 from llmdeck.tracing.cli import traces
 
+
+class _Commands(TyperGroup):
+    """The command tree. Every command runs inside fail_cleanly(), so an LLMDeckError raised
+    anywhere in one (an option value its schema refuses, say) ends it with one `error:` line
+    and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with fail_cleanly():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="llmdeck",
     help="llmdeck: gateway, tracing, prompts, RAG, evaluation and governance for LLM apps.",
     no_args_is_help=True,

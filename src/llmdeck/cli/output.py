@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -32,10 +32,13 @@ def db_session() -> Iterator[Session]:
 
 @contextmanager
 def fail_cleanly() -> Iterator[None]:
+    """Turn an LLMDeckError into one `error:` line and exit code 1 (every command runs in it:
+    see cli.main)."""
     try:
         yield
     except LLMDeckError as exc:
-        errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        # soft_wrap: one line however long, as scripts and `grep` expect.
+        errors.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -71,11 +74,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def validated(schema, **values):
-    """Validate CLI input with the API's schema, so both refuse the same things."""
+def validated(schema, /, *, options: Mapping[str, str] | None = None, **values):
+    """Validate CLI input with the API's schema, so both refuse the same things.
+
+    `options` names the CLI option that sets a field (`{"ttl_seconds": "--ttl"}`), so the
+    message says what the user typed rather than the schema's field name."""
     try:
         return schema(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        first = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"{field}: {first['msg']}", param=field) from None
+        name = (options or {}).get(field, field)
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(
+            f"{name}: {message}" if name else message, param=field or None
+        ) from None

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from llmdeck.cli.output import console, db_session, emit, errors, fail_cleanly, validated
+from llmdeck.core.errors import InvalidRequest
 from llmdeck.core.settings import get_settings
 from llmdeck.gateway import config
 from llmdeck.gateway.schemas import CacheSpec, ChatCompletionRequest, ChatMessage, LimitSpec
@@ -31,8 +32,14 @@ def chat(
     messages = ([ChatMessage(role="system", content=system)] if system else []) + [
         ChatMessage(role="user", content=prompt)
     ]
-    request = ChatCompletionRequest(
-        model=model, messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True
+    request = validated(
+        ChatCompletionRequest,
+        options={"model": "--model", "max_tokens": "--max-tokens", "temperature": "--temperature"},
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        stream=True,
     )
     with fail_cleanly():
         asyncio.run(_chat(request, project))
@@ -81,7 +88,7 @@ def gateway_apply(
         result = config.apply(
             session,
             settings=get_settings(),
-            config=config.parse_yaml(path.read_text()),
+            config=config.parse_yaml(_read(path)),
             prune=prune,
         )
     if as_json:
@@ -103,9 +110,30 @@ def gateway_export(
         text = config.to_yaml(config.export(session))
     if output is None:
         sys.stdout.write(text)
-    else:
-        output.write_text(text)
-        console.print(f"Wrote {output}.")
+        return
+    if not output.parent.is_dir():
+        raise InvalidRequest(
+            f"Cannot write {output}: the folder {output.parent} does not exist.", param="output"
+        )
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidRequest(
+            f"Cannot write {output}: {exc.strerror or exc}.", param="output"
+        ) from None
+    console.print(f"Wrote {output}.")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            f"{path} is not UTF-8 text; save the YAML file as UTF-8 and apply it again.",
+            param="path",
+        ) from None
+    except OSError as exc:
+        raise InvalidRequest(f"Cannot read {path}: {exc.strerror or exc}.", param="path") from None
 
 
 @routes.command("list")
@@ -142,8 +170,17 @@ def limits_set(
     period: str = typer.Option("month", help="day, week or month."),
 ) -> None:
     """Set the limits of a project or key (options left out mean unlimited)."""
+    if (project is None) == (key is None):
+        raise InvalidRequest("Say what to limit: give --project NAME or --key KEY (one of them).")
     spec = validated(
-        LimitSpec, project=project, key=key, rpm=rpm, tpm=tpm, budget=budget, budget_period=period
+        LimitSpec,
+        options={"rpm": "--rpm", "tpm": "--tpm", "budget": "--budget", "budget_period": "--period"},
+        project=project,
+        key=key,
+        rpm=rpm,
+        tpm=tpm,
+        budget=budget,
+        budget_period=period,
     )
     with db_session() as session:
         config.set_limit(session, spec=spec)
@@ -171,6 +208,12 @@ def cache_set(
     """Turn on (or change) a project's response cache."""
     spec = validated(
         CacheSpec,
+        options={
+            "project": "--project",
+            "ttl_seconds": "--ttl",
+            "semantic_threshold": "--semantic-threshold",
+            "embedding_model": "--embedding-model",
+        },
         project=project,
         ttl_seconds=ttl,
         exact=exact,
