@@ -62,9 +62,15 @@ def test_yaml_applies_idempotently_and_exports_without_secrets(
     assert [(d.name, d.weight) for d in chat.deployments] == [("east", 3), ("west", 1)]
     assert chat.deployments[0].api_key_env  # says where the key must come from
 
-    # Re-applying the export (its key variable unset) keeps the stored key.
-    monkeypatch.setenv(chat.deployments[0].api_key_env, "sk-east-secret")
+    # Re-applying the export (its key variable unset) changes nothing, the stored key included.
+    monkeypatch.delenv("EAST_KEY")
+    assert chat.deployments[0].api_key_env not in os.environ
     with db.session() as session:
+        before = _stored(session)
+        config.apply(session, settings=db.settings, config=again)
+    with db.session() as session:
+        assert _stored(session) == before
+        assert before[1]["east"] is not None
         config.apply(session, settings=db.settings, config=again, prune=True)
         only = config.parse_yaml(
             "routes: [{alias: chat-backup, deployments: [{name: l, provider: local, upstream: x}]}]"
@@ -74,6 +80,13 @@ def test_yaml_applies_idempotently_and_exports_without_secrets(
         ]
 
 
+def _stored(session) -> tuple[list, dict]:
+    """Every route as the API shows it, and each deployment's stored (encrypted) key."""
+    routes = [config.route_public(session, r) for r in config.list_routes(session)]
+    keys = {d.name: d.api_key_encrypted for d in session.scalars(select(Deployment))}
+    return routes, keys
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -81,6 +94,9 @@ def test_yaml_applies_idempotently_and_exports_without_secrets(
         "routes: [{alias: x}]",
         "limits: [{project: default, key: abc}]",
         "routes: [{alias: x, deployments: [{name: a, upstream: m}]}]",  # openai needs a base URL
+        # A key variable that is unset, and no key stored to keep.
+        "routes: [{alias: x, deployments: [{name: a, upstream: m, base_url: 'http://h/v1', "
+        "api_key_env: LLMDECK_KEY_UNSET}]}]",
     ],
 )
 def test_bad_yaml_is_refused_with_a_reason(db: Database, text: str) -> None:

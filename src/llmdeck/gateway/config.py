@@ -102,10 +102,12 @@ def _deployment(settings: Settings, spec: DeploymentSpec, kept_key: str | None) 
     key = spec.api_key.get_secret_value() if spec.api_key else None
     if key is None and spec.api_key_env:
         key = os.environ.get(spec.api_key_env)
-        if key is None:
+        # An export names a variable for each stored key; applied back with it unset, the
+        # stored key stays, so export-then-apply changes nothing.
+        if key is None and kept_key is None:
             raise InvalidRequest(
-                f"Deployment {spec.name!r} reads its key from ${spec.api_key_env}, "
-                "which is not set.",
+                f"Deployment {spec.name!r} reads its key from ${spec.api_key_env}, which is "
+                "not set, and no key is stored for it yet. Set the variable and apply again.",
                 param="api_key_env",
             )
     return Deployment(
