@@ -137,6 +137,11 @@ def test_chat_streams_an_answer_and_traces_it() -> None:
             ["gateway", "cache", "set", "--project", "default", "--semantic-threshold", "2"],
             "--semantic-threshold:",
         ),
+        (
+            ["gateway", "cache", "set", "--project", "default", "--semantic-threshold", "0.9"]
+            + ["--embedding-model", "nope"],
+            "embedding_model: there is no model 'nope'",
+        ),
         (["chat", "hi", "--max-tokens", "0"], "--max-tokens:"),
         (["chat", "hi", "--temperature", "5"], "--temperature:"),
         (["gateway", "apply", "{latin1}"], "is not UTF-8 text"),

@@ -176,3 +176,50 @@ def test_api_refuses_a_bad_alias_or_limit_scope_with_400_naming_the_field(upstre
             assert empty.status_code == 400 and "project or key" in empty.json()["error"]["message"]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("nope", "there is no model 'nope' that project 'default' may use"),
+        ("smollm2-135m", "'smollm2-135m' is a chat model"),
+    ],
+)
+def test_a_semantic_cache_needs_an_embedding_model_the_project_may_use(
+    db: Database, model: str, says: str
+) -> None:
+    text = f"cache: [{{project: default, semantic_threshold: 0.9, embedding_model: {model}}}]"
+    with pytest.raises(InvalidRequest) as refused, db.session() as session:
+        config.apply(session, settings=db.settings, config=config.parse_yaml(text))
+    assert refused.value.param == "embedding_model"
+    assert says in refused.value.message and "Embedding models it may use: minilm-l6" in (
+        refused.value.message
+    )
+    with db.session() as session:
+        assert config.list_cache_policies(session) == []
+
+
+def test_a_semantic_cache_may_embed_with_an_embedding_route_of_the_same_file(db: Database) -> None:
+    text = """
+routes:
+  - {alias: embedder, kind: embedding,
+     deployments: [{name: l, provider: local, upstream: all-minilm-l6-v2}]}
+cache:
+  - {project: default, semantic_threshold: 0.9, embedding_model: embedder}
+  - {project: default, exact: true, embedding_model: unused-while-semantic-is-off}
+"""
+    with db.session() as session:
+        result = config.apply(session, settings=db.settings, config=config.parse_yaml(text))
+        assert result.cache == 2
+
+
+def test_api_refuses_a_cache_policy_whose_embedding_model_is_wrong() -> None:
+    async def scenario():
+        async with running() as gw:
+            policy = {"project": "default", "semantic_threshold": 0.9, "embedding_model": "nope"}
+            refused = await gw.client.put("/api/gateway/cache", json=policy)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["param"] == "embedding_model"
+            assert (await gw.client.get("/api/gateway/cache")).json()["data"] == []
+
+    asyncio.run(scenario())

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from llmdeck.catalog import service as catalog
 from llmdeck.core import secrets
 from llmdeck.core.errors import InvalidRequest, NotFound
 from llmdeck.core.registry import plugins
@@ -215,7 +216,10 @@ def limit_spec(session: Session, limit: Limit) -> LimitSpec:
 
 
 def set_cache_policy(session: Session, *, spec: CacheSpec) -> CachePolicy:
+    """Set (replace) a project's cache; a semantic cache needs an embedding model it may use."""
     project = identity.get_project_by_name_or_raise(session, name=spec.project)
+    if spec.semantic_threshold is not None:
+        _check_embedding_model(session, alias=spec.embedding_model, project=project)
     policy = session.get(CachePolicy, project.id)
     if policy is None:
         policy = CachePolicy(project_id=project.id)
@@ -227,6 +231,52 @@ def set_cache_policy(session: Session, *, spec: CacheSpec) -> CachePolicy:
     )
     session.flush()
     return policy
+
+
+def _check_embedding_model(session: Session, *, alias: str, project: Project) -> None:
+    """Refuse now what would fail every cached call later: the alias must resolve, as calls
+    resolve it (a route first, then the catalog), to an embedding model the project may use."""
+    route = get_route_by_alias(session, alias=alias)
+    if route is not None:
+        usable = route.project_id in (None, project.id) and bool(route.deployments)
+        kind = route.kind
+    else:
+        model = catalog.get_by_alias(session, alias=alias)
+        usable = (
+            model is not None
+            and model.status == "active"
+            and model.project_id in (None, project.id)
+        )
+        kind = model.kind if model is not None else None
+    if usable and kind == "embedding":
+        return
+    problem = (
+        f"{alias!r} is a {kind} model"
+        if usable
+        else f"there is no model {alias!r} that project {project.name!r} may use"
+    )
+    choices = _embedding_models(session, project_id=project.id)
+    hint = (
+        f"Embedding models it may use: {', '.join(choices)}."
+        if choices
+        else "Add one first (`llmdeck models add NAME --kind embedding ...`)."
+    )
+    raise InvalidRequest(
+        f"embedding_model: {problem}; the semantic cache needs an embedding model. {hint}",
+        param="embedding_model",
+    )
+
+
+def _embedding_models(session: Session, *, project_id: str) -> list[str]:
+    routes = list_routes(session, project_id=project_id)
+    names = {r.alias for r in routes if r.kind == "embedding" and r.deployments}
+    shadowed = {r.alias for r in list_routes(session)}  # a route hides a catalog namesake
+    names |= {
+        m.alias
+        for m in catalog.list_models(session, project_id=project_id)
+        if m.kind == "embedding" and m.alias not in shadowed
+    }
+    return sorted(names)
 
 
 def list_cache_policies(session: Session, *, project_id: str | None = None) -> list[CachePolicy]:
