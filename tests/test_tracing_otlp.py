@@ -236,6 +236,22 @@ def test_receiver_rejects_bad_input_and_missing_keys(api: TestClient) -> None:
     assert anonymous.status_code == 401
 
 
+def test_a_bad_id_is_named_with_its_own_field_and_size(api: TestClient) -> None:
+    def post(**ids: str):
+        span = {"traceId": TRACE, "spanId": "1111111111111111", "name": "s", **ids}
+        document = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+        return api.post(
+            "/v1/traces", content=json.dumps(document), headers={"Content-Type": "application/json"}
+        )
+
+    for field, size in (("traceId", 16), ("spanId", 8), ("parentSpanId", 8)):
+        response = post(**{field: "zz"})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["message"] == f"{field} 'zz' is neither hex nor base64 of {size} bytes."
+        assert error["param"] == field
+
+
 def test_compressed_batches_inflate_within_the_size_limit(api: TestClient) -> None:
     headers = {"Content-Type": "application/x-protobuf"}
     batch = _protobuf_batch()

@@ -119,8 +119,10 @@ def _json_attrs(attributes: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {kv["key"]: _json_value(kv.get("value") or {}) for kv in attributes or []}
 
 
-def _json_id(value: str | None, size: int) -> str | None:
-    """OTLP JSON writes ids in hex; some senders use protobuf-JSON's base64, so accept both."""
+def _json_id(value: str | None, size: int, field: str) -> str | None:
+    """OTLP JSON writes ids in hex; some senders use protobuf-JSON's base64, so accept both.
+
+    `field` is the JSON key (traceId, spanId, parentSpanId), so an error names the right id."""
     if not value:
         return None
     if len(value) == size * 2:
@@ -134,7 +136,9 @@ def _json_id(value: str | None, size: int) -> str | None:
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != size:
-        raise InvalidRequest(f"Span id {value!r} is neither hex nor base64 of {size} bytes.")
+        raise InvalidRequest(
+            f"{field} {value!r} is neither hex nor base64 of {size} bytes.", param=field
+        )
     return raw.hex()
 
 
@@ -153,9 +157,9 @@ def parse_json(body: bytes) -> list[RawSpan]:
                         code = {"STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}.get(code, 0)
                     spans.append(
                         RawSpan(
-                            trace_id=_json_id(span["traceId"], 16) or "",
-                            span_id=_json_id(span["spanId"], 8) or "",
-                            parent_span_id=_json_id(span.get("parentSpanId"), 8),
+                            trace_id=_json_id(span["traceId"], 16, "traceId") or "",
+                            span_id=_json_id(span["spanId"], 8, "spanId") or "",
+                            parent_span_id=_json_id(span.get("parentSpanId"), 8, "parentSpanId"),
                             name=span.get("name") or "span",
                             start_ns=int(span.get("startTimeUnixNano") or 0),
                             end_ns=int(span.get("endTimeUnixNano") or 0),
