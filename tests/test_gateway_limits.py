@@ -90,6 +90,54 @@ def test_a_rate_limit_holds_across_two_server_processes(tmp_path, database_url, 
         stop_server(second)
 
 
+def test_a_budget_refusal_says_whether_it_is_spent_or_the_request_does_not_fit(
+    upstream,
+) -> None:
+    """$1 per output token, $5 a day: a 10-token request does not fit even unspent."""
+    upstream.default = {"kind": "ok", "text": "x", "completion_tokens": 3}
+
+    async def scenario():
+        async with running() as gw:
+            await gw.put_route("r", [("a", upstream.url)], output_price_per_mtok=1_000_000)
+            limit = {"project": "default", "budget": 5, "budget_period": "day"}
+            assert (await gw.client.put("/api/gateway/limits", json=limit)).status_code == 200
+
+            async def refusal(**body) -> str:
+                response = await gw.chat("r", **body)
+                assert response.status_code == 429, response.text
+                assert int(response.headers["retry-after"]) >= 1
+                assert response.json()["error"]["code"] == "budget_exceeded"
+                return response.json()["error"]["message"]
+
+            first = await refusal(max_tokens=10)  # nothing spent yet
+            assert "has spent" not in first
+            assert "estimated cost, $10.00 (" in first and "max_tokens=10 output tokens" in first
+            assert "the $5.00 left of this project's budget of $5 per day" in first
+            assert "Lower max_tokens" in first
+            unset = await refusal()  # max_tokens unset: the reserved default is the estimate
+            assert "256 output tokens reserved, as max_tokens is not set" in unset
+            assert "Set a lower max_tokens" in unset
+
+            assert (await gw.chat("r", max_tokens=3)).status_code == 200
+            await gw.runtime.gateway.drain()
+            assert "the $2.00 left" in await refusal(max_tokens=3)
+            upstream.default = {"kind": "ok", "text": "x", "completion_tokens": 2}
+            assert (await gw.chat("r", max_tokens=2)).status_code == 200
+            await gw.runtime.gateway.drain()
+            spent = await refusal(max_tokens=1)
+            assert spent.startswith("This project has spent its budget of $5 per day.")
+
+            key = (await gw.client.post("/api/keys", json={"name": "k"})).json()
+            await gw.client.delete("/api/gateway/limits", params={"project": "default"})
+            await gw.client.put("/api/gateway/limits", json={"key": key["prefix"], "budget": 5})
+            as_key = {"Authorization": f"Bearer {key['key']}"}
+            by_key = await gw.chat("r", max_tokens=10, _headers=as_key)
+            message = by_key.json()["error"]["message"]
+            assert "left of this API key's budget of $5 per month" in message, message
+
+    asyncio.run(scenario())
+
+
 def test_budget_periods() -> None:
     now = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
     assert period_window("day", now)[1] == datetime(2026, 11, 24, tzinfo=UTC)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,7 +40,9 @@ class Check:
     amount: float
     limit: float
     resets_at: datetime
-    refusal: str
+    # The 429's message, from the counter's value before this call and the seconds until
+    # it resets: what is already used decides what is true to say.
+    refusal: Callable[[float, int], str]
     code: str = "rate_limit_exceeded"
 
 
@@ -57,8 +59,17 @@ def period_window(period: str, now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-def plan(rules: list[LimitRule], *, tokens: int, cost: float, now: datetime) -> list[Check]:
-    """The counter moves a call needs, one per limit that applies."""
+def plan(
+    rules: list[LimitRule],
+    *,
+    tokens: int,
+    cost: float,
+    now: datetime,
+    basis: str = "",
+    advice: str = "",
+) -> list[Check]:
+    """The counter moves a call needs, one per limit that applies. `basis` says how `cost`
+    was estimated and `advice` how to make it smaller, for a budget's refusal."""
     minute = now.replace(second=0, microsecond=0)
     minute_end = minute + timedelta(minutes=1)
     stamp = minute.strftime("%Y%m%d%H%M")
@@ -73,7 +84,9 @@ def plan(rules: list[LimitRule], *, tokens: int, cost: float, now: datetime) -> 
                     1,
                     rule.rpm,
                     minute_end,
-                    f"{label} may make {rule.rpm} requests per minute.",
+                    lambda used, seconds, rpm=rule.rpm, label=label: (
+                        f"{label} may make {rpm} requests per minute. Try again in {seconds} s."
+                    ),
                 )
             )
         if rule.tpm is not None:
@@ -83,8 +96,10 @@ def plan(rules: list[LimitRule], *, tokens: int, cost: float, now: datetime) -> 
                     tokens,
                     rule.tpm,
                     minute_end,
-                    f"{label} may use {rule.tpm} tokens per minute; this request needs about "
-                    f"{tokens}.",
+                    lambda used, seconds, tpm=rule.tpm, label=label: (
+                        f"{label} may use {tpm} tokens per minute; this request needs about "
+                        f"{tokens}. Try again in {seconds} s."
+                    ),
                 )
             )
         if rule.budget is not None:
@@ -95,11 +110,40 @@ def plan(rules: list[LimitRule], *, tokens: int, cost: float, now: datetime) -> 
                     cost,
                     rule.budget,
                     end,
-                    f"{label} has spent its budget of ${rule.budget:g} per {rule.budget_period}.",
+                    _budget_refusal(label, rule, cost, basis, advice),
                     code="budget_exceeded",
                 )
             )
     return checks
+
+
+def _budget_refusal(
+    label: str, rule: LimitRule, cost: float, basis: str, advice: str
+) -> Callable[[float, int], str]:
+    budget = f"${rule.budget:g} per {rule.budget_period}"
+
+    def refusal(spent: float, seconds: int) -> str:
+        left = (rule.budget or 0.0) - spent
+        if left <= 1e-12:
+            return f"{label} has spent its budget of {budget}. Try again in {seconds} s."
+        # Not spent: this call's reservation (its whole max_tokens) is what does not fit.
+        how = f" ({basis})" if basis else ""
+        return (
+            f"This request's estimated cost, {_dollars(cost)}{how}, does not fit in the "
+            f"{_dollars(left)} left of {label[0].lower()}{label[1:]}'s budget of {budget}. "
+            f"{advice or 'Try a smaller request'}, or try again in {seconds} s when the "
+            "budget resets."
+        )
+
+    return refusal
+
+
+def _dollars(value: float) -> str:
+    if value >= 1:
+        return f"${value:,.2f}"
+    if 0 < value < 0.000001:
+        return "under $0.000001"
+    return "$" + f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 class Ledger:
@@ -134,8 +178,9 @@ class Ledger:
                 ).rowcount
                 if not moved:
                     seconds = max(1, math.ceil((check.resets_at - now).total_seconds()))
+                    used = conn.scalar(select(Counter.value).where(Counter.key == check.key))
                     raise RateLimited(
-                        f"{check.refusal} Try again in {seconds} s.",
+                        check.refusal(used or 0.0, seconds),
                         retry_after=seconds,
                         code=check.code,
                     )
@@ -179,6 +224,20 @@ def estimate_tokens(call: Call, reserve_output: int) -> tuple[int, int]:
     return chars // 4 + 1, call.chat.max_tokens or reserve_output
 
 
+def _estimate_basis(call: Call, tokens_in: int, tokens_out: int) -> tuple[str, str]:
+    """How a call's reserved cost was estimated, and what would make it smaller."""
+    if call.kind == "embedding":
+        return f"about {tokens_in} input tokens", "Send less input"
+    if call.chat.max_tokens is not None:
+        basis = f"about {tokens_in} input tokens plus max_tokens={tokens_out} output tokens"
+        return basis, "Lower max_tokens"
+    basis = (
+        f"about {tokens_in} input tokens plus {tokens_out} output tokens reserved, "
+        "as max_tokens is not set"
+    )
+    return basis, "Set a lower max_tokens"
+
+
 class Limits:
     """Pipeline stage: refuse with 429 past a limit; reserve before, reconcile after."""
 
@@ -205,7 +264,8 @@ class Limits:
         tokens_in, tokens_out = estimate_tokens(call, self.settings.gateway_reserve_output_tokens)
         tokens = tokens_in + tokens_out
         cost = catalog.cost(call.model, tokens_in, tokens_out)
-        checks = plan(rules, tokens=tokens, cost=cost, now=utcnow())
+        basis, advice = _estimate_basis(call, tokens_in, tokens_out)
+        checks = plan(rules, tokens=tokens, cost=cost, now=utcnow(), basis=basis, advice=advice)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.ledger.reserve, checks)
         call.attributes["limits"] = {"reserved_tokens": tokens, "reserved_cost": cost}
