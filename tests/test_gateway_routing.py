@@ -216,6 +216,34 @@ def test_breaker_opens_fallback_serves_and_a_probe_restores_the_primary(upstream
     asyncio.run(scenario())
 
 
+def test_open_breakers_answer_503_naming_the_requested_model_with_retry_after(
+    upstream, backup
+) -> None:
+    upstream.default = {"kind": "status", "code": 503}
+    backup.default = {"kind": "status", "code": 503}
+
+    async def scenario():
+        async with running(gateway_breaker_failures=1, gateway_breaker_cooldown=5) as gw:
+            await gw.put_route("backup", [("b", backup.url)], retries=0)
+            await gw.put_route("r", [("a", upstream.url)], retries=0, fallbacks=["backup"])
+            await gw.put_route("solo", [("s", upstream.url)], retries=0)
+            assert (await gw.chat("r")).status_code == 502  # both fail: both breakers open
+            assert (await gw.chat("solo")).status_code == 502
+            for stream in (False, True):
+                response = await gw.chat("r", stream=stream)
+                assert response.status_code == 503, response.text
+                assert 1 <= int(response.headers["retry-after"]) <= 5
+                message = response.json()["error"]["message"]
+                assert message.startswith("The model 'r' is unavailable"), message
+                assert "its fallbacks (backup)" in message
+            solo = await gw.chat("solo")
+            assert solo.status_code == 503 and "retry-after" in solo.headers
+            assert "'solo' is unavailable: every deployment of it is failing" in solo.text
+
+    asyncio.run(scenario())
+    assert (upstream.hits, backup.hits) == (2, 1)
+
+
 def test_weights_split_the_load(upstream, backup) -> None:
     async def scenario():
         async with running() as gw:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,7 +38,8 @@ class Dispatch:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + target.deadline
         attempts: list[dict[str, Any]] = call.attributes.setdefault("attempts", [])
-        last: LLMDeckError | None = None
+        requested, targets = target, [target]
+        errors: list[LLMDeckError] = []
         for index, alias in enumerate((target.alias, *target.fallbacks)):
             if index:
                 try:
@@ -46,13 +48,38 @@ class Dispatch:
                     attempts.append({"alias": alias, "deployment": None, "error": exc.message})
                     continue
                 call.attributes["fallback"] = alias
+                targets.append(target)
             try:
                 return await self._alias(call, target, deadline, attempts)
             except LLMDeckError as exc:
                 if classify(exc) == "fatal" or loop.time() >= deadline:
                     raise
-                last = exc
-        raise last or UpstreamError(f"No deployment could serve {call.alias!r}.")
+                errors.append(exc)
+        failures = [e for e in errors if not isinstance(e, CircuitOpen)]
+        if failures:
+            raise failures[-1]  # a real answer from an upstream says more than a breaker
+        if errors:
+            raise self._circuit_open(requested, targets)
+        raise UpstreamError(f"No deployment could serve {call.alias!r}.")
+
+    def _circuit_open(self, requested: Target, targets: list[Target]) -> CircuitOpen:
+        """Every breaker on the way is open: name the model the caller asked for, and say
+        when the first of them lets a probe through."""
+        now = time.monotonic()
+        wait = min(self.balancer.breaker(d).probe_in(now) for t in targets for d in t.deployments)
+        seconds = max(1, math.ceil(wait))
+        alias = requested.alias
+        if requested.fallbacks:
+            what = (
+                f"The model {alias!r} is unavailable: its deployments and its fallbacks "
+                f"({', '.join(requested.fallbacks)}) are all failing"
+            )
+        else:
+            what = f"The model {alias!r} is unavailable: every deployment of it is failing"
+        return _CircuitOpen(
+            f"{what}, so calls fail fast until one recovers. Try again in {seconds} s.",
+            retry_after=seconds,
+        )
 
     async def _alias(
         self, call: Call, target: Target, deadline: float, attempts: list[dict[str, Any]]
@@ -210,6 +237,20 @@ class Dispatch:
         finally:
             self.balancer.ended(deployment)
             await close_stream(stream)
+
+
+class _CircuitOpen(CircuitOpen):
+    """CircuitOpen that tells the client when to retry.
+
+    core.errors.CircuitOpen has no retry_after; it belongs there, as RateLimited has it,
+    and this class can go once it does."""
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 def _ms(started: float) -> float:

@@ -49,6 +49,13 @@ class Breaker:
         self.probing = True
         return True
 
+    def probe_in(self, now: float | None = None) -> float:
+        """Seconds until this breaker lets a call through (0: now, or a probe is deciding)."""
+        if self.opened_at is None or self.probing:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        return max(0.0, self.opened_at + self.cooldown - now)
+
     def success(self) -> None:
         self.consecutive = 0
         self.opened_at = None
