@@ -244,6 +244,25 @@ def test_open_breakers_answer_503_naming_the_requested_model_with_retry_after(
     assert (upstream.hits, backup.hits) == (2, 1)
 
 
+def test_a_model_of_the_wrong_kind_is_refused_in_plain_english(upstream) -> None:
+    async def scenario():
+        async with running() as gw:
+            await gw.put_route("r", [("a", upstream.url)])
+            for model in ("r", "smollm2-135m"):  # a route, then a catalog model
+                refused = await gw.client.post(
+                    "/v1/embeddings", json={"model": model, "input": "hello"}
+                )
+                assert refused.status_code == 400, refused.text
+                message = refused.json()["error"]["message"]
+                assert "is a chat model; this endpoint needs an embedding model." in message
+            refused = await gw.chat("minilm-l6")
+            assert refused.status_code == 400
+            assert "is an embedding model; this endpoint needs a chat model." in refused.text
+
+    asyncio.run(scenario())
+    assert upstream.hits == 0
+
+
 def test_weights_split_the_load(upstream, backup) -> None:
     async def scenario():
         async with running() as gw:

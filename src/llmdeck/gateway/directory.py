@@ -148,11 +148,13 @@ class Directory:
         try:
             with self.db.session() as session:
                 model = catalog.get_for_project_or_raise(
-                    session, alias=alias, project_id=project_id, kind=kind
+                    session, alias=alias, project_id=project_id
                 )
                 connection = catalog.connection(model, self.settings)
         except LLMDeckError as exc:
             return exc
+        if model.kind != kind:
+            return _wrong_kind(alias, model.kind, kind)
         deployment = Deployment(
             id=f"catalog:{model.id}",
             name=model.alias,
@@ -227,9 +229,15 @@ def _not_found(alias: str) -> NotFound:
 
 def _wrong_kind(alias: str, has: str, wants: str) -> InvalidRequest:
     return InvalidRequest(
-        f"The model {alias!r} is a {has} model; this endpoint needs a {wants} model.",
+        f"The model {alias!r} is {_a(has)} {has} model; this endpoint needs {_a(wants)} "
+        f"{wants} model.",
         param="model",
     )
+
+
+def _a(word: str) -> str:
+    """The indefinite article before `word` ("an embedding", "a chat")."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _invalidate() -> None:
