@@ -74,3 +74,71 @@ def test_semantic_cache_hit_and_false_hit_rates(upstream) -> None:
     )
     assert hit_rate >= 0.6
     assert false_rate <= 0.15
+
+
+def test_the_exact_key_covers_tools_and_non_text_parts(database_url, upstream) -> None:
+    """A request differing only in its tools, response format or image is another request;
+    an answer that calls a tool is never cached (the caller acts on it and calls again)."""
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+
+    def with_image(url: str) -> list[dict]:
+        parts = [{"type": "text", "text": "What is this?"}]
+        return [
+            {"role": "user", "content": [*parts, {"type": "image_url", "image_url": {"url": url}}]}
+        ]
+
+    async def scenario():
+        async with running() as gw:
+            await gw.put_route("r", [("a", upstream.url)])
+            policy = {"project": "default", "semantic_threshold": 0.9}
+            assert (await gw.client.put("/api/gateway/cache", json=policy)).status_code == 200
+            assert (await gw.chat("r", "Hi")).headers[HEADER] == "miss"
+            await gw.runtime.gateway.drain()
+            assert (await gw.chat("r", "Hi")).headers[HEADER] == "hit"
+            assert (await gw.chat("r", "Hi", tools=tools)).headers[HEADER] == "miss"
+            json_mode = await gw.chat("r", "Hi", response_format={"type": "json_object"})
+            assert json_mode.headers[HEADER] == "miss"
+
+            first = await gw.chat("r", messages=with_image("http://img/1.png"))
+            assert first.headers[HEADER] == "miss"
+            await gw.runtime.gateway.drain()
+            assert (await gw.chat("r", messages=with_image("http://img/1.png"))).headers[
+                HEADER
+            ] == "hit"
+            other = await gw.chat("r", messages=with_image("http://img/2.png"))
+            assert other.headers[HEADER] == "miss"  # same text, another image: not similar
+
+            upstream.default = {
+                "kind": "tools",
+                "calls": [{"id": "c1", "name": "f", "arguments": "{}"}],
+            }
+            for _ in range(2):
+                called = await gw.chat("r", "Call f", tools=tools)
+                assert called.headers[HEADER] == "miss"
+                assert called.json()["choices"][0]["message"]["tool_calls"][0]["id"] == "c1"
+                await gw.runtime.gateway.drain()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_semantic_lookup_is_a_miss_not_a_failed_call(database_url, upstream) -> None:
+    """The policy's embedding model down must not take every chat call down with it."""
+
+    async def scenario():
+        async with running() as gw:
+            await gw.put_route("r", [("a", upstream.url)])
+            dead = {"name": "e", "upstream": "e", "base_url": "http://127.0.0.1:9/v1"}
+            await gw.put_route("dead-embedder", [dead], kind="embedding", retries=0)
+            policy = {
+                "project": "default",
+                "semantic_threshold": 0.9,
+                "embedding_model": "dead-embedder",
+            }
+            assert (await gw.client.put("/api/gateway/cache", json=policy)).status_code == 200
+            answered = await gw.chat("r", "Hi")
+            assert answered.status_code == 200, answered.text
+            assert answered.headers[HEADER] == "miss"
+            span = await gw.span(answered)
+            assert "upstream" in span.attributes["cache_error"].lower()
+
+    asyncio.run(scenario())

@@ -195,6 +195,14 @@ def test_unknown_model_is_404(live_server: LiveServer, project_key: str) -> None
             "temperature",
         ),
         ({"model": "smollm2-135m", "messages": [{"role": "user", "content": "x"}], "n": 3}, "n"),
+        (
+            {
+                "model": "smollm2-135m",
+                "messages": [{"role": "user", "content": "x"}],
+                "seed": 10**30,
+            },
+            "seed",
+        ),
     ],
 )
 def test_malformed_requests_name_the_bad_field(
@@ -208,6 +216,48 @@ def test_malformed_requests_name_the_bad_field(
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is this?"},
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,"}},
+                        ],
+                    }
+                ]
+            },
+            "messages.0.content",
+        ),
+    ],
+)
+def test_the_bundled_model_refuses_what_it_cannot_do(
+    live_server: LiveServer, project_key: str, extra, param
+) -> None:
+    """Not a plain-text answer that pretends the tools, JSON mode or image were honoured."""
+    body = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "x"}], **extra}
+    for stream in (False, True):
+        response = httpx.post(
+            f"{live_server.url}/v1/chat/completions",
+            json={**body, "stream": stream},
+            headers={"Authorization": f"Bearer {project_key}"},
+            timeout=60,
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == param and error["code"].startswith("unsupported")
+        assert "bundled chat model" in error["message"]
 
 
 def test_body_that_is_not_json_is_400(live_server: LiveServer, project_key: str) -> None:

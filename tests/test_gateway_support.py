@@ -55,6 +55,7 @@ class Harness:
         return response.json()
 
     async def chat(self, alias: str, text: str = "Hi", **body: Any) -> httpx.Response:
+        # `messages=[...]` replaces the one user message made of `text`.
         payload = {"model": alias, "messages": [{"role": "user", "content": text}], **body}
         headers = body.pop("_headers", None)
         payload.pop("_headers", None)

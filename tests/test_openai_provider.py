@@ -210,3 +210,141 @@ def test_the_keep_alive_pool_reuses_connections_for_streams_and_answers() -> Non
         assert connections == 1
 
     asyncio.run(scenario())
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+CALLS = [{"id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}]
+
+
+def test_tool_calls_and_other_openai_fields_go_through(gateway, upstream) -> None:
+    """An app that only changed its base_url keeps function calling, JSON mode, logprobs,
+    penalties and a serving engine's own options; llmdeck's own fields stay here."""
+    http, client = gateway
+    upstream.default = {"kind": "tools", "calls": CALLS}
+    raw = client.chat.completions.with_raw_response.create(
+        model="up",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=TOOLS,
+        tool_choice="required",
+        response_format={"type": "json_object"},
+        presence_penalty=0.5,
+        logit_bias={"50256": -100},
+        user="end-user-7",
+        extra_body={"top_k": 5, "cache": False},
+    )
+    completion = raw.parse()
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    assert [(c.id, c.function.name, c.function.arguments) for c in choice.message.tool_calls] == [
+        ("call_1", "get_weather", '{"city": "Paris"}')
+    ]
+    sent = upstream.requests[-1]
+    assert sent["tools"] == TOOLS and sent["tool_choice"] == "required"
+    assert sent["response_format"] == {"type": "json_object"}
+    assert (sent["presence_penalty"], sent["logit_bias"]) == (0.5, {"50256": -100})
+    assert (sent["user"], sent["top_k"]) == ("end-user-7", 5)
+    assert "cache" not in sent
+    span = _span(http, raw.headers["x-llmdeck-trace-id"])
+    assert span["attributes"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert span["attributes"]["request"]["tool_choice"] == "required"
+
+    # The tool's answer goes back the same way.
+    upstream.default = {"kind": "ok", "text": "It is sunny."}
+    follow_up = client.chat.completions.create(
+        model="up",
+        messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": choice.message.model_dump()["tool_calls"],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "clear"}'},
+        ],
+        tools=TOOLS,
+    )
+    assert follow_up.choices[0].message.content == "It is sunny."
+    assert upstream.requests[-1]["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": '{"sky": "clear"}',
+    }
+
+
+def test_streamed_tool_calls_arrive_in_pieces_and_are_recorded_whole(gateway, upstream) -> None:
+    http, client = gateway
+    upstream.default = {"kind": "tools", "calls": CALLS}
+    raw = client.chat.completions.with_raw_response.create(
+        model="up",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=TOOLS,
+        stream=True,
+    )
+    chunks = list(raw.parse())
+    fragments = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or ()]
+    assert fragments[0].id == "call_1" and fragments[0].function.name == "get_weather"
+    assert "".join(f.function.arguments or "" for f in fragments) == '{"city": "Paris"}'
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    span = _span(http, raw.headers["x-llmdeck-trace-id"])
+    assert span["attributes"]["tool_calls"] == [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        }
+    ]
+
+
+def test_logprobs_come_back_streamed_or_not(gateway, upstream) -> None:
+    _, client = gateway
+    upstream.default = {"kind": "ok", "text": "one two"}
+    completion = client.chat.completions.create(
+        model="up", messages=[{"role": "user", "content": "count"}], logprobs=True
+    )
+    assert [t.token for t in completion.choices[0].logprobs.content] == ["one ", "two"]
+    stream = client.chat.completions.create(
+        model="up", messages=[{"role": "user", "content": "count"}], logprobs=True, stream=True
+    )
+    tokens = [
+        t.token
+        for c in stream
+        if c.choices and c.choices[0].logprobs
+        for t in c.choices[0].logprobs.content
+    ]
+    assert tokens == ["one ", "two"]
+
+
+def test_an_upstream_refusal_keeps_its_code_and_param(gateway, upstream) -> None:
+    _, client = gateway
+    upstream.default = {
+        "kind": "status",
+        "code": 400,
+        "error_code": "context_length_exceeded",
+        "param": "messages",
+    }
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="up", messages=[{"role": "user", "content": "hi"}])
+    assert (err.value.code, err.value.param) == ("context_length_exceeded", "messages")
+
+
+def test_models_lists_catalog_models_and_routes(gateway, upstream) -> None:
+    http, client = gateway
+    route = {"deployments": [{"name": "a", "upstream": "m", "base_url": upstream.url}]}
+    assert http.put("/api/gateway/routes/team/fast", json=route).status_code == 200
+    ids = [m.id for m in client.models.list()]
+    assert {"up", "smollm2-135m", "minilm-l6", "team/fast"} <= set(ids)
+    assert ids == sorted(ids)
+    assert client.models.retrieve("team/fast").owned_by == "llmdeck"
+    assert client.models.retrieve("up").owned_by == "openai"
+    with pytest.raises(openai.NotFoundError) as err:
+        client.models.retrieve("nope")
+    assert err.value.code == "model_not_found"

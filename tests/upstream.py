@@ -8,7 +8,10 @@ Each request takes the next behaviour from `script` (or `default` when it is emp
   {"kind": "stall", "after": k}            stream k chunks, then send nothing more
   {"kind": "error_chunk"}                  stream an error event as the first chunk
   {"kind": "delay", "seconds": s, ...}     wait s seconds, then behave as "ok"
-An "ok" (or "delay") answer may set "completion_tokens" to report that usage.
+  {"kind": "tools", "calls": [{"id", "name", "arguments"}]}   answer with tool calls
+A "status" may set "error_code" and "param" for its error body. An "ok" (or "delay")
+answer may set "completion_tokens" to report that usage; asked for `logprobs`, it gives
+one per word.
 `hits` counts chat requests, `abandoned` the streams whose reader left before their end;
 set `default` to change what every unscripted request gets.
 """
@@ -61,8 +64,10 @@ class ScriptedUpstream:
         if act["kind"] == "hang":
             await asyncio.sleep(3600)
         if act["kind"] == "status":
+            error = {"message": f"scripted {act['code']}", "type": "server_error"}
+            error.update(code=act.get("error_code"), param=act.get("param"))
             return JSONResponse(
-                {"error": {"message": f"scripted {act['code']}", "type": "server_error"}},
+                {"error": error},
                 status_code=act["code"],
                 headers=act.get("headers"),
             )
@@ -75,7 +80,24 @@ class ScriptedUpstream:
             "completion_tokens": completion,
             "total_tokens": 11 + completion,
         }
+        calls = act.get("calls") if act["kind"] == "tools" else None
+        tool_calls = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
+            for c in calls or ()
+        ]
+        logprobs = None
+        if body.get("logprobs"):
+            logprobs = {
+                "content": [{"token": w, "logprob": -0.5, "top_logprobs": []} for w in words]
+            }
         if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": None if calls else text}
+            if calls:
+                message["tool_calls"] = tool_calls
             return JSONResponse(
                 {
                     "id": "up-1",
@@ -85,8 +107,9 @@ class ScriptedUpstream:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": "stop",
+                            "message": message,
+                            "logprobs": logprobs,
+                            "finish_reason": "tool_calls" if calls else "stop",
                         }
                     ],
                     "usage": usage,
@@ -94,7 +117,7 @@ class ScriptedUpstream:
             )
 
         async def events():
-            def chunk(delta, finish=None):
+            def chunk(delta, finish=None, logprobs=None):
                 return (
                     "data: "
                     + json.dumps(
@@ -103,7 +126,14 @@ class ScriptedUpstream:
                             "object": "chat.completion.chunk",
                             "created": 0,
                             "model": body["model"],
-                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "delta": delta,
+                                    "logprobs": logprobs,
+                                    "finish_reason": finish,
+                                }
+                            ],
                         }
                     )
                     + "\n\n"
@@ -113,12 +143,30 @@ class ScriptedUpstream:
                 yield 'data: {"error": {"message": "scripted failure"}}\n\n'
                 return
             yield chunk({"role": "assistant", "content": ""})
+            if calls:
+                # As OpenAI streams them: id and name first, then the arguments in pieces.
+                for i, call in enumerate(tool_calls):
+                    head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+                    yield chunk({"tool_calls": [{"index": i, **head}]})
+                    arguments = call["function"]["arguments"]
+                    for piece in (
+                        arguments[: len(arguments) // 2],
+                        arguments[len(arguments) // 2 :],
+                    ):
+                        yield chunk(
+                            {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
+                        )
+                yield chunk({}, "tool_calls")
+                yield "data: [DONE]\n\n"
+                return
             for i, word in enumerate(words):
                 if act["kind"] == "cut" and i == act["after"]:
                     raise ConnectionResetError("scripted cut")
                 if act["kind"] == "stall" and i == act["after"]:
                     await asyncio.sleep(3600)
-                yield chunk({"content": word})
+                yield chunk(
+                    {"content": word}, logprobs=logprobs and {"content": [logprobs["content"][i]]}
+                )
                 await asyncio.sleep(0.005)
             yield chunk({}, "stop")
             if (body.get("stream_options") or {}).get("include_usage"):

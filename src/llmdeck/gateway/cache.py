@@ -25,6 +25,7 @@ import numpy as np
 from sqlalchemy import select
 
 from llmdeck.core.db import Database, utcnow
+from llmdeck.core.errors import LLMDeckError
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.directory import CacheRule, Directory
 from llmdeck.gateway.models import CacheEntry
@@ -38,9 +39,13 @@ MAX_VECTORS_PER_SCOPE = 5000
 CACHE_HEADER = "x-llmdeck-cache"
 
 
-def _text(content: Any) -> str:
+def _text(content: Any) -> str | None:
+    """A message's text, whitespace around it ignored; None when it has more than text
+    (an image, audio, ...), which only the same parts can match."""
     if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        if any(not isinstance(p, dict) or p.get("type", "text") != "text" for p in content):
+            return None
+        return "".join(str(p.get("text", "")) for p in content).strip()
     return (content or "").strip()
 
 
@@ -57,17 +62,22 @@ def normalise(alias: str, chat: ChatRequest) -> tuple[str, str, str]:
     what the semantic cache compares.
     """
     params = {
-        k: getattr(chat, k)
-        for k in ("temperature", "top_p", "max_tokens", "stop", "seed")
-        if getattr(chat, k) is not None
+        **chat.extra,  # tools, response_format, ...: they change the answer too
+        **{
+            k: getattr(chat, k)
+            for k in ("temperature", "top_p", "max_tokens", "stop", "seed")
+            if getattr(chat, k) is not None
+        },
     }
-    messages = [
-        {**{k: v for k, v in m.items() if k != "content"}, "content": _text(m.get("content"))}
-        for m in chat.messages
-    ]
+    messages = []
+    for m in chat.messages:
+        text = _text(m.get("content"))
+        messages.append({**m, "content": m.get("content") if text is None else text})
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
     context = [m for i, m in enumerate(messages) if i != last_user]
     text = messages[last_user]["content"] if last_user is not None else ""
+    if not isinstance(text, str):
+        text = ""  # more than text: no semantic match, the exact key still holds all of it
     exact = _digest({"alias": alias, "params": params, "messages": messages})
     scope = _digest({"alias": alias, "params": params, "context": context})
     return exact, scope, text
@@ -127,8 +137,14 @@ class Cache:
                 call.attributes["cache"] = "hit"
         vector = None
         if hit is None and rule.semantic_threshold is not None and text:
-            vector = await self._embed(rule, call.principal, text)
-            hit = await self._similar(project, scope, vector, rule.semantic_threshold, call)
+            try:
+                vector = await self._embed(rule, call.principal, text)
+            except LLMDeckError as exc:
+                # The policy's embedding model failing must not fail the call: it is a miss.
+                log.warning("semantic cache lookup failed in %s: %s", project, exc.message)
+                call.attributes["cache_error"] = exc.message
+            else:
+                hit = await self._similar(project, scope, vector, rule.semantic_threshold, call)
         if hit is not None:
             return self._answer(call, hit)
         call.attributes["cache"] = "miss"
@@ -161,10 +177,12 @@ class Cache:
 
     async def _watch(self, stream: AsyncIterator[ChatChunk], remember) -> AsyncIterator[ChatChunk]:
         parts: list[str] = []
+        tool_calls = False
         try:
             async for chunk in stream:
                 parts.append(chunk.delta)
-                if chunk.finish_reason:
+                tool_calls = tool_calls or bool(chunk.tool_calls)
+                if chunk.finish_reason and not tool_calls:
                     remember(
                         ChatResult(
                             content="".join(parts),
@@ -269,7 +287,8 @@ class _Remember:
     alias: str
 
     def __call__(self, result: ChatResult) -> None:
-        if result.finish_reason not in ("stop", "length"):
+        # Only whole text answers: a tool call asks the caller to act, and to call again.
+        if result.finish_reason not in ("stop", "length") or result.tool_calls:
             return
         entry = {
             "project_id": self.project,

@@ -54,6 +54,9 @@ class Call:
     source: str = "gateway"
     # False when the request opted out of the response cache.
     use_cache: bool = True
+    # llmdeck's own request fields (a prompt's variables, ...): they steer the pipeline
+    # and never go upstream.
+    options: dict[str, Any] = field(default_factory=dict)
     trace_id: str = field(default_factory=_trace_id)
     span_id: str = field(default_factory=_span_id)
     parent_span_id: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
@@ -12,7 +13,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from llmdeck.catalog import service as catalog
-from llmdeck.core.errors import LLMDeckError
+from llmdeck.core.errors import LLMDeckError, NotFound
+from llmdeck.gateway import config
 from llmdeck.gateway.cache import CACHE_HEADER
 from llmdeck.gateway.pipeline import Call
 from llmdeck.gateway.schemas import (
@@ -20,6 +22,7 @@ from llmdeck.gateway.schemas import (
     ChatCompletionRequest,
     EmbeddingRequest,
     EmbeddingResponse,
+    ModelCard,
     ModelList,
 )
 from llmdeck.gateway.service import chat_call, embedding_call, join_trace
@@ -107,6 +110,10 @@ async def chat_completion(
         except LLMDeckError as exc:
             return error_response(exc, call)
         _note_cache(call, headers)
+        message: dict[str, Any] = {"role": "assistant", "content": result.content}
+        if result.tool_calls:
+            message["tool_calls"] = result.tool_calls
+            message["content"] = result.content or None  # as OpenAI answers a tool call
         payload = {
             "id": completion_id,
             "object": "chat.completion",
@@ -115,7 +122,8 @@ async def chat_completion(
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": result.content},
+                    "message": message,
+                    "logprobs": result.logprobs,
                     "finish_reason": result.finish_reason,
                 }
             ],
@@ -167,13 +175,14 @@ async def _sse(
     model: str,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    def event(delta: dict, finish_reason: str | None = None) -> bytes:
+    def event(delta: dict, finish_reason: str | None = None, logprobs: Any = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         chunk = {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            "choices": [choice],
         }
         return _event(chunk)
 
@@ -183,7 +192,12 @@ async def _sse(
         yield event({"role": "assistant", "content": ""})
         chunk = first
         while chunk is not None:
-            if chunk.delta:
+            if chunk.tool_calls or chunk.logprobs:
+                delta: dict[str, Any] = {"content": chunk.delta} if chunk.delta else {}
+                if chunk.tool_calls:
+                    delta["tool_calls"] = chunk.tool_calls
+                yield event(delta, logprobs=chunk.logprobs)
+            elif chunk.delta:
                 yield event({"content": chunk.delta})
             if chunk.finish_reason:
                 last = chunk
@@ -212,20 +226,51 @@ async def _sse(
 def list_gateway_models(
     principal: Principal = Depends(get_principal), session: Session = Depends(get_session)
 ):
-    """The models this key's project may use."""
-    models = catalog.list_models(session, project_id=principal.project_id)
-    return {
-        "object": "list",
-        "data": [
-            {
-                "id": m.alias,
-                "object": "model",
-                "created": int(m.created_at.timestamp()),
-                "owned_by": m.provider,
-            }
-            for m in models
-        ],
+    """The models this key's project may use: catalog models and gateway routes."""
+    return {"object": "list", "data": _model_cards(session, principal.project_id)}
+
+
+@router.get("/models/{model:path}", operation_id="get_gateway_model", response_model=ModelCard)
+def get_gateway_model(
+    model: str,
+    principal: Principal = Depends(get_principal),
+    session: Session = Depends(get_session),
+):
+    """One model this key's project may use."""
+    for card in _model_cards(session, principal.project_id):
+        if card["id"] == model:
+            return card
+    raise NotFound(
+        f"The model {model!r} does not exist or is not available to this project. "
+        "GET /v1/models lists the ones you may use.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def _model_cards(session: Session, project_id: str) -> list[dict[str, Any]]:
+    # A route takes precedence over a catalog model of the same alias, as in calls (where
+    # another project's route hides the model too).
+    cards = {
+        m.alias: {
+            "id": m.alias,
+            "object": "model",
+            "created": int(m.created_at.timestamp()),
+            "owned_by": m.provider,
+        }
+        for m in catalog.list_models(session, project_id=project_id)
     }
+    for route in config.list_routes(session):
+        if route.project_id not in (None, project_id):
+            cards.pop(route.alias, None)
+            continue
+        cards[route.alias] = {
+            "id": route.alias,
+            "object": "model",
+            "created": int(route.created_at.timestamp()),
+            "owned_by": "llmdeck",
+        }
+    return sorted(cards.values(), key=lambda card: card["id"])
 
 
 def _base64_floats(vector: list[float]) -> str:

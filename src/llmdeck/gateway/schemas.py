@@ -21,7 +21,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    # Clients send fields we do not use (logprobs, tools, ...); accept and ignore them.
+    # The other OpenAI fields (tools, response_format, logprobs, penalties, ...) and a
+    # serving engine's own go upstream as sent; a model that cannot honour one refuses it.
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
     # May be empty only for `prompt:NAME@LABEL` models, whose prompt supplies the messages.
@@ -31,7 +32,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported.")
@@ -55,12 +56,14 @@ class Usage(BaseModel):
 
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class Choice(BaseModel):
     index: int = 0
     message: ResponseMessage
+    logprobs: dict[str, Any] | None = None
     finish_reason: str
 
 

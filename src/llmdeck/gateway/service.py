@@ -17,10 +17,13 @@ from llmdeck.gateway.routing import Balancer
 from llmdeck.gateway.schemas import ChatCompletionRequest
 from llmdeck.gateway.stages import Record, Resolve
 from llmdeck.identity.schemas import Principal
-from llmdeck.prompts.stage import RenderPrompt
+from llmdeck.prompts.stage import MODEL_FIELD, VARIABLES_FIELD, RenderPrompt
 from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult, EmbeddingResult
 from llmdeck.tracing.context import parse_traceparent
 from llmdeck.tracing.writer import TraceWriter
+
+# Request-body fields that are llmdeck's own: the cache switch and a prompt's inputs.
+OWN_FIELDS = ("cache", VARIABLES_FIELD, MODEL_FIELD)
 
 
 class Gateway:
@@ -96,14 +99,20 @@ def chat_call(
         stop = [stop]
     if stop is not None and len(stop) > 4:
         raise InvalidRequest("stop takes at most 4 sequences.", param="stop")
-    body_cache = (request.model_extra or {}).get("cache")
+    # The body's other fields go upstream as they came (tools, response_format, ...),
+    # but for llmdeck's own.
+    extra = dict(request.model_extra or {})
+    options = {name: extra.pop(name) for name in OWN_FIELDS if name in extra}
+    if request.user is not None:
+        extra["user"] = request.user
     return Call(
         principal=principal,
         kind="chat",
         alias=request.model,
         source=source,
         stream=request.stream,
-        use_cache=_wants_cache(cache) and _wants_cache(body_cache),
+        use_cache=_wants_cache(cache) and _wants_cache(options.pop("cache", None)),
+        options=options,
         chat=ChatRequest(
             model=request.model,
             messages=request.messages,
@@ -112,7 +121,7 @@ def chat_call(
             max_tokens=request.max_completion_tokens or request.max_tokens,
             stop=stop,
             seed=request.seed,
-            extra=dict(request.model_extra or {}),
+            extra=extra,
         ),
     )
 

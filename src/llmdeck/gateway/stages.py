@@ -12,7 +12,7 @@ from llmdeck.catalog import service as catalog
 from llmdeck.core.errors import LLMDeckError
 from llmdeck.gateway.directory import Directory
 from llmdeck.gateway.pipeline import Call, Next, Outcome, close_stream
-from llmdeck.providers.base import ChatChunk, ChatResult, EmbeddingResult
+from llmdeck.providers.base import ChatChunk, ChatResult, EmbeddingResult, merge_tool_calls
 from llmdeck.tracing.writer import SpanRecord, TraceWriter
 
 
@@ -42,14 +42,17 @@ class Record:
     ) -> AsyncIterator[ChatChunk]:
         """Pass the stream through, noting time to first token, and record when it ends."""
         parts: list[str] = []
+        tool_calls: list[dict[str, Any]] = []
         last = ChatChunk()
         ttft: float | None = None
         error: BaseException | None = None
         try:
             async for chunk in stream:
-                if ttft is None and chunk.delta:
+                if ttft is None and (chunk.delta or chunk.tool_calls):
                     ttft = (time.perf_counter() - call.started) * 1000
                 parts.append(chunk.delta)
+                if chunk.tool_calls:
+                    merge_tool_calls(tool_calls, chunk.tool_calls)
                 last = chunk
                 yield chunk
         except BaseException as exc:
@@ -63,6 +66,7 @@ class Record:
                 finish_reason=last.finish_reason or "error",
                 input_tokens=last.input_tokens or 0,
                 output_tokens=last.output_tokens or 0,
+                tool_calls=tool_calls or None,
             )
             self._submit(call, result=result, ttft_ms=ttft, error=error)
             await close_stream(stream)
@@ -103,14 +107,19 @@ def _span(
     attributes: dict[str, Any] = {"source": call.source, **call.attributes}
     if result is not None:
         attributes["finish_reason"] = result.finish_reason
+        if result.tool_calls:
+            attributes["tool_calls"] = result.tool_calls
     if embedding is not None:
         attributes["embedding.count"] = len(embedding.vectors)
         attributes["embedding.dimensions"] = len(embedding.vectors[0]) if embedding.vectors else 0
     if call.chat is not None:
         attributes["request"] = {
-            k: v
-            for k in ("temperature", "top_p", "max_tokens", "stop", "seed")
-            if (v := getattr(call.chat, k)) is not None
+            **call.chat.extra,  # tools, response_format, ...: what the answer depended on
+            **{
+                k: v
+                for k in ("temperature", "top_p", "max_tokens", "stop", "seed")
+                if (v := getattr(call.chat, k)) is not None
+            },
         }
         attributes["stream"] = call.stream
     return SpanRecord(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from llmdeck.core.db import Database
 from llmdeck.core.errors import InvalidRequest, NotFound
 from llmdeck.core.loading import LoadingCache
@@ -67,19 +65,22 @@ class RenderPrompt:
                 f"{prompt.name!r} is a chain; run it with POST /api/chains/{prompt.name}/runs.",
                 param="model",
             )
-        extra: dict[str, Any] = call.chat.extra or {}
-        variables = extra.get(VARIABLES_FIELD) or {}
+        variables = call.options.get(VARIABLES_FIELD) or {}
         if not isinstance(variables, dict):
             raise InvalidRequest(f"{VARIABLES_FIELD} must be an object.", param=VARIABLES_FIELD)
         rendered = service.render(prompt, row, variables, label)
-        model = extra.get(MODEL_FIELD) or rendered.model
+        model = call.options.get(MODEL_FIELD) or rendered.model
         if not model:
             raise InvalidRequest(
                 f"Prompt {prompt.name!r} version {row.version} names no model; "
                 f"pass `{MODEL_FIELD}` in the request.",
                 param="model",
             )
-        continuing = [m for m in call.chat.messages if m.get("content") not in ("", None)]
+        continuing = [
+            m
+            for m in call.chat.messages
+            if m.get("content") not in ("", None) or m.get("tool_calls")
+        ]
         call.chat.messages = rendered.messages + continuing
         for name in _PARAMS:
             if getattr(call.chat, name) is None and rendered.params.get(name) is not None:

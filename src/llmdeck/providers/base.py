@@ -35,6 +35,9 @@ class ChatRequest:
     stop: list[str] | None = None
     seed: int | None = None
     context_window: int | None = None
+    # The request's other OpenAI fields (tools, tool_choice, response_format, logprobs,
+    # penalties, user, a serving engine's own options, ...), as the client sent them: an
+    # upstream that takes them gets them; a provider that cannot honour one refuses it.
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -44,16 +47,49 @@ class ChatResult:
     finish_reason: str
     input_tokens: int
     output_tokens: int
+    # OpenAI's message.tool_calls and choice.logprobs, when the model gave them.
+    tool_calls: list[dict[str, Any]] | None = None
+    logprobs: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
 class ChatChunk:
-    """A piece of a streamed answer; the last chunk carries finish_reason and token counts."""
+    """A piece of a streamed answer; the last chunk carries finish_reason and token counts.
+
+    `tool_calls` holds OpenAI's streamed tool-call fragments (by `index`), passed on as
+    they came; `merge_tool_calls` joins them into whole calls.
+    """
 
     delta: str = ""
     finish_reason: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+def merge_tool_calls(calls: list[dict[str, Any]], fragments: list[dict[str, Any]]) -> None:
+    """Add streamed tool-call fragments to `calls`, the whole calls so far.
+
+    The first fragment of a call carries its id, type and function name; later ones
+    carry pieces of the function's arguments, which are concatenated.
+    """
+    for fragment in fragments:
+        index = fragment.get("index", len(calls))
+        while len(calls) <= index:
+            calls.append(
+                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+        call = calls[index]
+        if fragment.get("id"):
+            call["id"] = fragment["id"]
+        if fragment.get("type"):
+            call["type"] = fragment["type"]
+        function = fragment.get("function") or {}
+        if function.get("name"):
+            call["function"]["name"] += function["name"]
+        if function.get("arguments"):
+            call["function"]["arguments"] += function["arguments"]
 
 
 @dataclass
@@ -81,15 +117,19 @@ class Provider(ABC):
     async def chat(self, request: ChatRequest) -> ChatResult:
         """The whole answer at once (by default, the stream collected)."""
         parts: list[str] = []
+        tool_calls: list[dict[str, Any]] = []
         last = ChatChunk()
         async for chunk in self.stream_chat(request):
             parts.append(chunk.delta)
+            if chunk.tool_calls:
+                merge_tool_calls(tool_calls, chunk.tool_calls)
             last = chunk
         return ChatResult(
             content="".join(parts),
             finish_reason=last.finish_reason or "stop",
             input_tokens=last.input_tokens or 0,
             output_tokens=last.output_tokens or 0,
+            tool_calls=tool_calls or None,
         )
 
     async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:

@@ -32,6 +32,7 @@ class LocalProvider(Provider):
             raise InvalidRequest(
                 f"The local provider has no chat model {request.model!r}.", param="model"
             )
+        _refuse_unsupported(request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -150,6 +151,45 @@ class LocalProvider(Provider):
         return EmbeddingResult(
             vectors=vectors.tolist(), input_tokens=sum(len(ids) for ids in tokens["input_ids"])
         )
+
+
+def _refuse_unsupported(request: ChatRequest) -> None:
+    """Refuse what the small local model cannot do, rather than answer as if it had."""
+    extra = request.extra
+
+    def refuse(param: str, what: str) -> None:
+        raise InvalidRequest(
+            f"The bundled chat model does not support {what}. Remove `{param}`, or call a "
+            "model served by an OpenAI-compatible upstream that does (a gateway route).",
+            param=param,
+            code="unsupported_parameter",
+        )
+
+    if extra.get("tools") and extra.get("tool_choice", "auto") != "none":
+        refuse("tools", "tool (function) calling")
+    if extra.get("functions"):
+        refuse("functions", "function calling")
+    response_format = extra.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
+        refuse("response_format", "JSON mode or structured outputs")
+    if extra.get("logprobs") or extra.get("top_logprobs") is not None:
+        refuse("logprobs", "log probabilities")
+    if extra.get("logit_bias"):
+        refuse("logit_bias", "logit bias")
+    for penalty in ("presence_penalty", "frequency_penalty"):
+        if extra.get(penalty):
+            refuse(penalty, "presence or frequency penalties")
+    for i, message in enumerate(request.messages):
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            kind = part.get("type", "text") if isinstance(part, dict) else type(part).__name__
+            if kind != "text":
+                raise InvalidRequest(
+                    f"The bundled chat model reads text only; message {i} has a {kind!r} part. "
+                    "Send text, or call a model that takes it (a gateway route).",
+                    param=f"messages.{i}.content",
+                    code="unsupported_content",
+                )
 
 
 def _plain_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:

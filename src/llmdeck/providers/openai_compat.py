@@ -69,7 +69,11 @@ class OpenAICompatibleProvider(Provider):
         return client
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        body: dict[str, Any] = {
+            **request.extra,
+            "model": request.model,
+            "messages": request.messages,
+        }
         for name in ("temperature", "top_p", "max_tokens", "stop", "seed"):
             value = getattr(request, name)
             if value is not None:
@@ -83,12 +87,15 @@ class OpenAICompatibleProvider(Provider):
         data = await self._post("chat/completions", self._body(request, stream=False))
         try:
             choice = data["choices"][0]
+            message = choice["message"]
             usage = data.get("usage") or {}
             return ChatResult(
-                content=choice["message"].get("content") or "",
+                content=message.get("content") or "",
                 finish_reason=choice.get("finish_reason") or "stop",
                 input_tokens=int(usage.get("prompt_tokens") or 0),
                 output_tokens=int(usage.get("completion_tokens") or 0),
+                tool_calls=message.get("tool_calls") or None,
+                logprobs=choice.get("logprobs"),
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise UpstreamError(f"The upstream answered in an unexpected shape: {exc!r}") from None
@@ -97,8 +104,10 @@ class OpenAICompatibleProvider(Provider):
         body = self._body(request, stream=True)
         finish: str | None = None
         usage: dict[str, Any] = {}
+        answering = False
         try:
             async with self._stream("chat/completions", body) as lines:
+                answering = True
                 async for line in lines:
                     if not line.startswith("data:"):
                         continue
@@ -111,15 +120,21 @@ class OpenAICompatibleProvider(Provider):
                         raise UpstreamError(f"The upstream failed mid-stream: {message}")
                     usage = event.get("usage") or usage
                     for choice in event.get("choices") or []:
-                        delta = (choice.get("delta") or {}).get("content")
+                        delta = choice.get("delta") or {}
                         finish = choice.get("finish_reason") or finish
-                        if delta:
-                            yield ChatChunk(delta=delta)
+                        content, tool_calls = delta.get("content"), delta.get("tool_calls")
+                        logprobs = choice.get("logprobs")
+                        if content or tool_calls or logprobs:
+                            yield ChatChunk(
+                                delta=content or "", tool_calls=tool_calls, logprobs=logprobs
+                            )
                 else:
                     raise UpstreamError("The upstream closed the stream before [DONE].")
         except httpx.TimeoutException:
             raise UpstreamTimeout("The upstream did not answer in time.") from None
         except httpx.HTTPError as exc:
+            if answering:
+                raise UpstreamError(f"The upstream broke off its answer: {exc}") from None
             raise UpstreamError(f"Could not reach the upstream: {exc}") from None
         yield ChatChunk(
             finish_reason=finish or "stop",
@@ -342,7 +357,7 @@ def _read_errors(timed_out: str) -> Iterator[None]:
     except TimeoutError:
         raise httpx.ReadTimeout(timed_out) from None
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
-        raise httpx.RemoteProtocolError(f"the upstream broke the connection: {exc!r}") from None
+        raise httpx.RemoteProtocolError(str(exc) or f"the connection broke: {exc!r}") from None
     except (ValueError, asyncio.LimitOverrunError) as exc:
         raise httpx.RemoteProtocolError(f"the upstream sent bad HTTP: {exc!r}") from None
 
@@ -365,7 +380,10 @@ async def _read_body(reader: asyncio.StreamReader, fields: dict[str, str]) -> by
 
 async def _read_chunk(reader: asyncio.StreamReader) -> bytes:
     """The next chunk of a chunked body; b"" at its end (trailer consumed)."""
-    size = int((await reader.readline()).split(b";")[0], 16)
+    line = await reader.readline()
+    if not line:
+        raise ConnectionResetError("the connection was closed before the answer's end")
+    size = int(line.split(b";")[0], 16)
     if size == 0:
         await reader.readuntil(b"\r\n")
         return b""
@@ -467,12 +485,19 @@ def _json(raw: bytes | str) -> dict[str, Any]:
 def _status_error(response: httpx.Response | _Reply) -> LLMDeckError:
     """Translate an upstream HTTP error into our error tree."""
     try:
-        message = response.json()["error"]["message"]
+        error = response.json()["error"]
+        message, param, code = error["message"], error.get("param"), error.get("code")
     except Exception:
-        message = response.text[:500] or response.reason_phrase
+        message, param, code = response.text[:500] or response.reason_phrase, None, None
     status = response.status_code
     if status in (400, 404, 413, 422):
-        return InvalidRequest(f"The upstream refused the request: {message}")
+        # The upstream's param and code go on: clients branch on them
+        # (context_length_exceeded, unsupported_parameter, ...).
+        return InvalidRequest(
+            f"The upstream refused the request: {message}",
+            param=param if isinstance(param, str) else None,
+            code=code if isinstance(code, str) else None,
+        )
     if status == 429:
         retry_after = response.headers.get("retry-after")
         try:
