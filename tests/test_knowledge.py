@@ -163,6 +163,30 @@ def test_ingest_search_update_and_delete(api) -> None:
         )
 
 
+def test_invalid_requests_name_the_field_or_say_the_body_is_not_json(api) -> None:
+    http, _ = api
+    create_kb(http)
+
+    def error(path: str, **request) -> dict:
+        response = http.post(f"/api/knowledge-bases/docs/{path}", **request)
+        assert response.status_code == 400, response.text
+        return response.json()["error"]
+
+    for path in ("search", "ask"):
+        missing = error(path, json={})
+        assert missing["param"] == "query"
+        assert missing["message"] == "Invalid request: query is required."
+        wrong = error(path, json={"query": "solar", "top_k": 0})
+        assert wrong["param"] == "top_k" and "top_k" in wrong["message"]
+        garbled = error(path, content=b"{query", headers={"Content-Type": "application/json"})
+        assert garbled["message"].startswith("The request body is not valid JSON: Expecting")
+        assert "0:" not in garbled["message"] and garbled["param"] is None
+        listed = error(path, json=["solar"])
+        assert listed["message"] == "The request body must be a JSON object."
+    limit = http.get("/api/knowledge-bases", params={"limit": "many"})
+    assert limit.status_code == 400 and limit.json()["error"]["param"] == "limit"
+
+
 def test_hostile_files_are_refused_or_contained(api, tmp_path: Path) -> None:
     http, db = api
     create_kb(http)

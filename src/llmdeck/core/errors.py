@@ -117,10 +117,34 @@ class CircuitOpen(UpstreamError):
     status_code = 503
 
 
+# Where FastAPI found a value; it comes first in a request validation error's `loc`.
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
 def invalid_fields(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
-    """The first of pydantic's validation errors as an InvalidRequest that names the field."""
+    """The first of pydantic's validation errors as an InvalidRequest that names the field.
+
+    Takes FastAPI's errors (`loc` starts with where the value came from: `("body", "query")`
+    is the body's field `query`) and pydantic's own (`loc` is the field path)."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    loc = [str(part) for part in first.get("loc", ())]
+    kind = first.get("type")
+    if kind == "json_invalid":
+        # FastAPI puts the offset of the error after "body"; pydantic has line and column
+        # in its own detail.
+        detail = (first.get("ctx") or {}).get("error") or first.get("msg")
+        where = f" (at character {loc[1]})" if loc[:1] == ["body"] and len(loc) > 1 else ""
+        return InvalidRequest(
+            f"The request body is not valid JSON: {detail}{where}.", code="invalid_value"
+        )
+    # Only the leading location goes: a field may itself be named `query` or `path`.
+    if loc[:1] == ["body"] or (len(loc) > 1 and loc[0] in _LOCATIONS):
+        loc = loc[1:]
     param = ".".join(loc) or None
-    message = f"Invalid request: {param + ': ' if param else ''}{first.get('msg')}."
+    if param is None and kind in ("model_attributes_type", "model_type", "dict_type"):
+        return InvalidRequest("The request body must be a JSON object.", code="invalid_value")
+    if kind == "missing" and param:
+        message = f"Invalid request: {param} is required."
+    else:
+        message = f"Invalid request: {param + ': ' if param else ''}{first.get('msg')}."
     return InvalidRequest(message, param=param, code="invalid_value")
