@@ -195,6 +195,12 @@ def test_hostile_files_are_refused_or_contained(api, tmp_path: Path) -> None:
         files=[("files", ("big.txt", b"a" * (20 * 2**20 + 1)))],
     )
     assert big.status_code == 400 and big.json()["error"]["code"] == "file_too_large"
+    huge = http.post(
+        "/api/knowledge-bases/docs/documents",
+        files=[("files", ("huge.txt", b"a" * (41 * 2**20)))],
+    )
+    assert huge.status_code == 400  # its real size, not the part read before refusing it
+    assert huge.json()["error"]["message"].startswith("huge.txt is 41.0 MiB; the limit is 20 MiB")
     binary = http.post(
         "/api/knowledge-bases/docs/documents", files=[("files", ("x.txt", b"\x00\x01\x02" * 9))]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zipfile
 
@@ -110,6 +111,18 @@ def test_sniffing_refuses_binary_mismatch_and_huge_files() -> None:
         parsing.sniff("big.txt", b"a" * (parsing.MAX_FILE_BYTES + 1))
     assert info.value.code == "file_too_large"
     assert parsing.sniff("noext", b"<!DOCTYPE html><html></html>") == "html"
+
+
+def test_an_upload_of_unknown_size_over_the_limit_is_larger_than_the_limit() -> None:
+    from starlette.datastructures import UploadFile
+
+    # No multipart parser counted this one, so its size is unknown until it is read.
+    upload = UploadFile(io.BytesIO(b"a" * (parsing.MAX_FILE_BYTES + 5)), filename="huge.txt")
+    with pytest.raises(InvalidRequest) as info:
+        asyncio.run(parsing.read_upload(upload))
+    assert info.value.message.startswith("huge.txt is larger than 20 MiB; the limit is 20 MiB.")
+    small = UploadFile(io.BytesIO(b"hello"), filename="small.txt")
+    assert asyncio.run(parsing.read_upload(small)) == b"hello"
 
 
 def test_hostile_names_are_reduced_to_a_base_name() -> None:

@@ -92,8 +92,8 @@ async def upload_page(
         target = service.get_or_raise(session, project_id=viewer.project.id, ref=kb)
         changed = 0
         for upload in files[:100]:
-            data = await upload.read(parsing.MAX_FILE_BYTES + 1)
             try:
+                data = await parsing.read_upload(upload)
                 _, was_changed = service.add_document(
                     session,
                     settings=runtime.settings,

@@ -80,15 +80,38 @@ def safe_name(name: str) -> str:
     return base[:255]
 
 
+def too_large(name: str, size: int | None) -> InvalidRequest:
+    """The error for a file over MAX_FILE_BYTES; `size` None when only a prefix was read."""
+    limit = f"{MAX_FILE_BYTES / 2**20:.0f} MiB"
+    found = f"is {size / 2**20:.1f} MiB" if size is not None else f"is larger than {limit}"
+    return InvalidRequest(
+        f"{name} {found}; the limit is {limit}. Split it into smaller files.",
+        param="file",
+        code="file_too_large",
+    )
+
+
+async def read_upload(upload: Any) -> bytes:
+    """An uploaded file's bytes (a Starlette UploadFile); one too large is refused with its
+    real size, read no further than one byte past the limit."""
+    name = upload.filename or "upload"
+    # The multipart parser counts what it spooled; a part may also declare its length.
+    size = upload.size
+    declared = upload.headers.get("content-length", "") if upload.headers else ""
+    if size is None and declared.isdigit():
+        size = int(declared)
+    if size is not None and size > MAX_FILE_BYTES:
+        raise too_large(name, size)
+    data = await upload.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise too_large(name, None)
+    return data
+
+
 def sniff(name: str, data: bytes) -> str:
     """The format of `data`, from its bytes first and its name second; refuses a mismatch."""
     if len(data) > MAX_FILE_BYTES:
-        raise InvalidRequest(
-            f"{name} is {len(data) / 2**20:.1f} MiB; the limit is "
-            f"{MAX_FILE_BYTES / 2**20:.0f} MiB. Split it into smaller files.",
-            param="file",
-            code="file_too_large",
-        )
+        raise too_large(name, len(data))
     ext = EXTENSIONS.get(PurePath(name).suffix.lower())
     if data.startswith(b"%PDF-"):
         found = "pdf"

@@ -144,8 +144,7 @@ async def upload_documents(
         raise InvalidRequest("metadata must be a JSON object.", param="metadata")
     uploads, total = [], 0
     for upload in files:
-        # Read one byte past the limit: enough to refuse a huge file without holding it.
-        data = await upload.read(parsing.MAX_FILE_BYTES + 1)
+        data = await parsing.read_upload(upload)
         parsing.sniff(upload.filename or "upload", data)
         total += len(data)
         if total > MAX_UPLOAD_BYTES:
