@@ -203,10 +203,13 @@ def test_breaker_opens_fallback_serves_and_a_probe_restores_the_primary(upstream
             attempts = (await gw.span(response)).attributes["attempts"]
             assert attempts[0]["error"] == "circuit open" and attempts[-1]["deployment"] == "b"
             health = (await gw.client.get("/api/gateway/deployments/health")).json()
-            assert "open" in {h["state"] for h in health}
+            states = {(h["alias"], h["name"]): h["state"] for h in health}
+            assert states == {("backup", "b"): "closed", ("r", "a"): "open"}
 
             upstream.default = {"kind": "ok", "text": "Primary is back."}
             await asyncio.sleep(0.6)  # cooldown over: the next call is a probe
+            health = (await gw.client.get("/api/gateway/deployments/health")).json()
+            assert {(h["alias"], h["state"]) for h in health} >= {("r", "half_open")}
             response = await gw.chat("r")
             assert response.json()["choices"][0]["message"]["content"] == "Primary is back."
             assert upstream.hits == 3
@@ -263,6 +266,44 @@ def test_a_model_of_the_wrong_kind_is_refused_in_plain_english(upstream) -> None
     assert upstream.hits == 0
 
 
+def test_deployment_health_names_deployments_and_shows_only_the_callers_routes(
+    upstream,
+) -> None:
+    async def scenario():
+        async with running() as gw:
+            assert (await gw.client.post("/api/projects", json={"name": "other"})).is_success
+            await gw.put_route("shared", [("s1", upstream.url), ("s2", upstream.url)])
+            await gw.put_route("mine", [("m", upstream.url)], project="default")
+            await gw.put_route("theirs", [("t", upstream.url)], project="other")
+            remote = {"alias": "remote", "upstream_name": "m", "base_url": upstream.url}
+            assert (await gw.client.post("/api/models", json=remote)).status_code == 201
+            assert (await gw.chat("remote")).status_code == 200  # a catalog model, called
+            assert (await gw.chat("shared")).status_code == 200
+            key = (await gw.client.post("/api/keys", json={"name": "k"})).json()["key"]
+
+            async def rows(**headers) -> list[tuple]:
+                response = await gw.client.get("/api/gateway/deployments/health", **headers)
+                assert response.status_code == 200, response.text
+                return [(h["alias"], h["name"], h["state"]) for h in response.json()]
+
+            everything = await rows()
+            assert everything == [
+                ("mine", "m", "closed"),
+                ("remote", "remote", "closed"),
+                ("shared", "s1", "closed"),
+                ("shared", "s2", "closed"),
+                ("theirs", "t", "closed"),
+            ]
+            own = await rows(headers={"Authorization": f"Bearer {key}"})
+            assert own == [row for row in everything if row[0] != "theirs"]
+
+            # A route replaced: its old deployments' breakers are no longer listed.
+            await gw.put_route("shared", [("s3", upstream.url)])
+            assert [r[1] for r in await rows() if r[0] == "shared"] == ["s3"]
+
+    asyncio.run(scenario())
+
+
 def test_weights_split_the_load(upstream, backup) -> None:
     async def scenario():
         async with running() as gw:
@@ -296,13 +337,17 @@ def test_breaker_states() -> None:
     breaker.failure(now=0)
     assert breaker.allow(now=0)
     breaker.failure(now=1)
-    assert breaker.state == "open" and not breaker.allow(now=2)
-    assert breaker.allow(now=6) and breaker.state == "half_open"
+    assert breaker.state_at(now=2) == "open" and not breaker.allow(now=2)
+    assert breaker.probe_in(now=2) == 4
+    # Past the cooldown it shows half-open before any call comes to probe.
+    assert breaker.state_at(now=6) == "half_open" and breaker.probe_in(now=6) == 0
+    assert breaker.allow(now=6) and breaker.state_at(now=6) == "half_open"
     assert not breaker.allow(now=6)  # one probe at a time
     breaker.failure(now=7)  # the probe failed: open again for a full cooldown
+    assert breaker.state_at(now=11) == "open"
     assert not breaker.allow(now=11) and breaker.allow(now=12.5)
     breaker.success()
-    assert breaker.state == "closed" and breaker.allow(now=13)
+    assert breaker.state_at(now=13) == "closed" and breaker.allow(now=13)
 
 
 def _open_fds() -> int:

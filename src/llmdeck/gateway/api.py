@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from llmdeck.core.errors import InvalidRequest, NotFound, PermissionDenied, invalid_fields
@@ -43,8 +45,12 @@ class CachePage(BaseModel):
 
 
 class DeploymentHealth(BaseModel):
-    deployment: str
-    state: str
+    alias: str = Field(description="The route (or catalog model) the deployment serves.")
+    name: str = Field(description="The deployment's name within its route.")
+    deployment: str = Field(description="The deployment's id.")
+    state: Literal["closed", "open", "half_open"] = Field(
+        description="closed: calls go; open: calls fail fast; half_open: a probe may go."
+    )
     consecutive_failures: int
     in_flight: int
 
@@ -242,17 +248,22 @@ def apply_gateway_config(
     operation_id="list_gateway_deployment_health",
     response_model=list[DeploymentHealth],
 )
-def list_gateway_deployment_health(
+async def list_gateway_deployment_health(
     principal: Principal = Depends(get_principal), runtime: Runtime = Depends(get_runtime)
 ):
-    """Circuit breaker state and calls in flight per deployment, as this process sees them."""
-    balancer = runtime.gateway.balancer
+    """Circuit breaker state and calls in flight per deployment of the routes (and catalog
+    models) this project may use, as this process sees them."""
+    snapshot = await runtime.gateway.directory.snapshot()
+    routed = [d for target in snapshot.routes.values() for d in target.deployments]
     return [
         DeploymentHealth(
-            deployment=deployment_id,
-            state=breaker.state,
-            consecutive_failures=breaker.consecutive,
-            in_flight=balancer.in_flight.get(deployment_id, 0),
+            alias=row.deployment.alias,
+            name=row.deployment.name,
+            deployment=row.deployment.id,
+            state=row.state,
+            consecutive_failures=row.consecutive_failures,
+            in_flight=row.in_flight,
         )
-        for deployment_id, breaker in balancer.breakers.items()
+        for row in runtime.gateway.balancer.health(routed)
+        if principal.all_projects or row.deployment.project_id in (None, principal.project_id)
     ]

@@ -28,6 +28,8 @@ from llmdeck.gateway import models as tables
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import Connection
 
+CATALOG_PREFIX = "catalog:"  # the id of a catalog model's one deployment: catalog:MODEL_ID
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -39,6 +41,9 @@ class Deployment:
     upstream_name: str
     connection: Connection = field(repr=False)
     weight: float = 1.0
+    # The alias it serves and the project that alone may use it (None: every project).
+    alias: str = ""
+    project_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,11 +161,13 @@ class Directory:
         if model.kind != kind:
             return _wrong_kind(alias, model.kind, kind)
         deployment = Deployment(
-            id=f"catalog:{model.id}",
+            id=f"{CATALOG_PREFIX}{model.id}",
             name=model.alias,
             provider=model.provider,
             upstream_name=model.upstream_name,
             connection=connection,
+            alias=model.alias,
+            project_id=model.project_id,
         )
         return Target(
             alias=alias,
@@ -189,6 +196,8 @@ class Directory:
                     ),
                 ),
                 weight=d.weight,
+                alias=route.alias,
+                project_id=route.project_id,
             )
             for d in route.deployments
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +19,7 @@ from llmdeck.core.errors import (
     RateLimited,
     UpstreamRejected,
 )
-from llmdeck.gateway.directory import Deployment, Target
+from llmdeck.gateway.directory import CATALOG_PREFIX, Deployment, Target
 
 Verdict = Literal["fatal", "skip", "retry"]
 
@@ -35,9 +36,13 @@ class Breaker:
 
     @property
     def state(self) -> str:
+        return self.state_at()
+
+    def state_at(self, now: float | None = None) -> str:
+        """closed; open (calls fail fast); half_open (a probe may go, or one is going)."""
         if self.opened_at is None:
             return "closed"
-        return "half_open" if self.probing else "open"
+        return "half_open" if self.probing or self.probe_in(now) == 0 else "open"
 
     def allow(self, now: float | None = None) -> bool:
         """Whether a call may go through now (a half-open breaker lets exactly one probe)."""
@@ -72,6 +77,14 @@ class Breaker:
         self.probing = False
 
 
+@dataclass(frozen=True)
+class Health:
+    deployment: Deployment
+    state: str
+    consecutive_failures: int
+    in_flight: int
+
+
 class Balancer:
     """Picks deployments by weight or by fewest calls in flight, skipping open breakers."""
 
@@ -80,12 +93,35 @@ class Balancer:
         self.cooldown = cooldown
         self.breakers: dict[str, Breaker] = {}
         self.in_flight: dict[str, int] = {}
+        self.seen: dict[str, Deployment] = {}  # by id: what each breaker belongs to
 
     def breaker(self, deployment: Deployment) -> Breaker:
         breaker = self.breakers.get(deployment.id)
         if breaker is None:
             breaker = self.breakers[deployment.id] = Breaker(self.failures, self.cooldown)
+            self.seen[deployment.id] = deployment
         return breaker
+
+    def health(self, routed: Iterable[Deployment]) -> list[Health]:
+        """Each deployment of the routes as now configured (`routed`), and each catalog
+        model this process has called; deployments of replaced routes are left out."""
+        deployments = {d.id: d for d in routed}
+        for key, deployment in self.seen.items():
+            if key.startswith(CATALOG_PREFIX):
+                deployments.setdefault(key, deployment)
+        now = time.monotonic()
+        rows = []
+        for deployment in deployments.values():
+            breaker = self.breakers.get(deployment.id)
+            rows.append(
+                Health(
+                    deployment=deployment,
+                    state=breaker.state_at(now) if breaker else "closed",
+                    consecutive_failures=breaker.consecutive if breaker else 0,
+                    in_flight=self.in_flight.get(deployment.id, 0),
+                )
+            )
+        return sorted(rows, key=lambda h: (h.deployment.alias, h.deployment.name))
 
     def pick(
         self, target: Target, tried: set[str], refused: frozenset[str] | set[str] = frozenset()
