@@ -91,7 +91,7 @@ def test_a_rate_limit_holds_across_two_server_processes(tmp_path, database_url, 
 
 
 def test_a_budget_refusal_says_whether_it_is_spent_or_the_request_does_not_fit(
-    upstream,
+    database_url, upstream
 ) -> None:
     """$1 per output token, $5 a day: a 10-token request does not fit even unspent."""
     upstream.default = {"kind": "ok", "text": "x", "completion_tokens": 3}
