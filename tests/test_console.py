@@ -417,3 +417,16 @@ def test_admins_enable_and_disable_their_projects_models(app, client) -> None:
     token = page_csrf(client)
     enable = {"alias": "ours", "status": "active", "csrf_token": token}
     assert client.post("/models/status", data=enable).status_code == 403
+
+
+def test_every_form_on_the_nav_pages_carries_the_sessions_token(app, client) -> None:
+    add_user(app, "ada@example.com", "admin")
+    sign_in(client, "ada@example.com")
+    token = page_csrf(client)
+    pages = ["/playground", "/prompts", "/models", "/knowledge", "/experiments", "/datasets"]
+    pages += ["/review", "/requests", "/monitoring", "/alerts", "/keys"]
+    for path in pages:
+        html = client.get(path).text
+        for form in re.findall(r"<form[^>]*method=\"post\".*?</form>", html, re.S):
+            # A macro imported without context renders an empty token: 403 on submit.
+            assert f'name="csrf_token" value="{token}"' in form, (path, form[:120])

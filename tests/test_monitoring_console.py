@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 
 import pytest
 from fastapi.testclient import TestClient
@@ -141,3 +142,59 @@ def test_alert_rules_from_the_console(console) -> None:
         },
     )
     assert "Unknown metric" in bad.text
+
+
+class _Forms(HTMLParser):
+    """The POST forms of a page: action, the fields a browser would send, the first named button."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict] = []
+        self.open = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self.open = (a.get("method") or "").lower() == "post"
+            if self.open:
+                self.forms.append({"action": a.get("action"), "fields": {}, "button": None})
+        elif self.open and tag == "input" and a.get("name"):
+            self.forms[-1]["fields"].setdefault(a["name"], a.get("value") or "")
+        elif self.open and tag == "button" and a.get("name") and not self.forms[-1]["button"]:
+            self.forms[-1]["button"] = (a["name"], a.get("value") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.open = False
+
+
+def post_forms(html: str) -> list[dict]:
+    parser = _Forms()
+    parser.feed(html)
+    return parser.forms
+
+
+def test_every_observe_form_carries_its_token_and_submits(console) -> None:
+    client, trace_id, csrf = console
+    typed = {"name": "slow", "threshold": "500", "webhook_url": "http://127.0.0.1:9/hook"}
+    client.post("/alerts", data={**typed, "csrf_token": csrf})  # so that /alerts has a Delete
+    submitted = []
+    for path in ["/monitoring", f"/traces/{trace_id}", "/alerts"]:
+        for form in post_forms(client.get(path).text):
+            # The form's own hidden field is the only token a browser sends with it.
+            assert form["fields"].get("csrf_token") == csrf, (path, form["action"])
+            if form["action"] in ("/sign-out", "/projects/switch"):
+                continue  # the shell's forms, on every page
+            data = {name: value or typed.get(name, "") for name, value in form["fields"].items()}
+            if form["action"] == "/alerts":
+                data.update(typed)  # what the user types into the New rule form
+            if form["button"]:
+                data.setdefault(*form["button"])
+            response = client.post(form["action"], data=data)
+            assert response.status_code in (200, 303), (form["action"], response.text[:300])
+            assert "has expired" not in response.text
+            submitted.append(form["action"])
+    assert {"/monitoring/drift", "/monitoring/retention", "/alerts"} <= set(submitted)
+    assert f"/traces/{trace_id}/feedback" in submitted
+    assert any(action.endswith("/delete") for action in submitted)
+    assert "👍 up" in client.get(f"/traces/{trace_id}").text
