@@ -9,9 +9,10 @@ from pydantic import ValidationError
 
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.shell import PageSet, console_of
-from llmdeck.core.errors import LLMDeckError
+from llmdeck.core.errors import LLMDeckError, NotFound
 from llmdeck.knowledge import ingest as _ingest  # noqa: F401 - registers the ingestion job
 from llmdeck.knowledge import parsing, retrieval, service
+from llmdeck.knowledge.models import Chunk
 from llmdeck.knowledge.schemas import AskRequest, DocumentPublic, KnowledgeBaseCreate
 
 pages = PageSet("knowledge", __file__)
@@ -76,6 +77,25 @@ def _detail(request: Request, viewer: Viewer, ref: str, **extra):
 @pages.router.get("/knowledge/{kb}")
 def kb_page(request: Request, kb: str, viewer: Viewer = Depends(signed_in)):
     return _detail(request, viewer, kb)
+
+
+@pages.router.get("/knowledge/{kb}/documents/{document}/chunks/{chunk_id}")
+def chunk_page(
+    request: Request, kb: str, document: str, chunk_id: int, viewer: Viewer = Depends(signed_in)
+):
+    """The passage a citation points at, with the document it comes from."""
+    with request.app.state.runtime.db.session() as session:
+        target = service.get_or_raise(session, project_id=viewer.project.id, ref=kb)
+        found = service.get_document_or_raise(session, kb=target, ref=document)
+        chunk = session.get(Chunk, chunk_id)
+        if chunk is None or chunk.document_id != found.id:
+            raise NotFound(f"No passage {chunk_id} in document {found.name!r}.")
+        context = {
+            "kb": service.to_public(session, target),
+            "document": DocumentPublic.model_validate(found),
+            "chunk": chunk,
+        }
+        return console_of(request).render(request, "knowledge/chunk.html", context)
 
 
 @pages.router.post("/knowledge/{kb}/documents", dependencies=[Depends(csrf_protected)])

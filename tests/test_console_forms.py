@@ -1,0 +1,47 @@
+"""Console forms as a user meets them: what they link to, what they refuse and what they keep."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llmdeck.app import create_app
+from llmdeck.core.settings import get_settings
+from tests.test_console import add_user, page_csrf, sign_in
+
+
+@pytest.fixture
+def admin() -> Iterator[tuple[TestClient, str]]:
+    """A client signed in as a project admin, with the session's CSRF token."""
+    with TestClient(create_app(get_settings()), follow_redirects=False) as client:
+        add_user(client.app, "ada@example.com", "admin")
+        sign_in(client, "ada@example.com")
+        yield client, page_csrf(client)
+
+
+def test_a_citation_opens_its_passage_in_the_console(admin) -> None:
+    client, token = admin
+    faq = b"Espresso is brewed by forcing hot water through finely ground coffee beans."
+    client.post("/knowledge", data={"name": "notes", "csrf_token": token})
+    files = [("files", ("faq.txt", faq))]
+    client.post("/knowledge/notes/documents", data={"csrf_token": token}, files=files)
+    deadline = time.monotonic() + 120
+    while "ingesting" in client.get("/knowledge/notes").text and time.monotonic() < deadline:
+        time.sleep(0.2)
+    answer = client.post(
+        "/knowledge/notes/ask", data={"question": "How is espresso brewed?", "csrf_token": token}
+    )
+    assert answer.status_code == 200 and 'id="cite-1"' in answer.text
+    link = re.search(r'id="cite-1"><strong>\[1\]</strong> <a href="([^"]+)"', answer.text).group(1)
+    assert not link.startswith("/api/")  # the API wants a key; the browser has a session
+    passage = client.get(link)
+    assert passage.status_code == 200
+    assert "faq.txt" in passage.text and "finely ground coffee beans" in passage.text
+    missing = client.get(link.rsplit("/", 1)[0] + "/999999")
+    assert missing.status_code == 404 and "No passage 999999" in missing.text
+    client.cookies.clear()
+    assert client.get(link).headers["location"].startswith("/sign-in")
