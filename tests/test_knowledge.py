@@ -359,13 +359,28 @@ def test_cli_adds_a_folder_with_progress_and_searches_it(tmp_path: Path) -> None
     (docs / "sub" / "guide.md").write_bytes(GUIDE)
     (docs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")  # not a supported type
     (docs / "fake.pdf").write_bytes(b"not a pdf")  # refused, the rest goes on
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << >>\ntrailer <<>>")  # fails later
     runner = CliRunner()
     result = runner.invoke(app, ["kb", "add", "notes", str(docs)])
-    assert result.exit_code == 0, result.output
-    assert "2 new or changed, 0 unchanged, 1 refused" in result.output
-    assert "ingesting" in result.output and "Ingested 2 documents" in result.output
+    # A file that was refused or failed to ingest is named with its reason, and fails the run.
+    assert result.exit_code == 1, result.output
+    assert "3 new or changed, 0 unchanged, 1 refused" in result.output
+    assert "ingesting" in result.output and "Ingested 3 documents" in result.output
+    assert f"refused {docs / 'fake.pdf'}: fake.pdf is named .pdf but its content" in result.output
+    assert "failed broken.pdf: The pdf file could not be read" in result.output
+    assert "2 of 4 files were not ingested (1 refused, 1 failed)" in result.output
     again = runner.invoke(app, ["kb", "add", "notes", str(docs)])
-    assert "0 new or changed, 2 unchanged" in again.output
+    assert "0 new or changed, 3 unchanged" in again.output
+    assert "Nothing new to ingest" in again.output
+    assert again.exit_code == 1 and "failed broken.pdf" in again.output  # still not ingested
+    (docs / "fake.pdf").unlink()
+    (docs / "broken.pdf").unlink()
+    clean = runner.invoke(app, ["kb", "add", "clean", str(docs)])
+    assert clean.exit_code == 0, clean.output
+    refused = runner.invoke(app, ["kb", "add", "notes", str(docs / "image.png")])
+    assert refused.exit_code == 1, refused.output
+    assert "image.png is not a supported file type; upload one of: txt" in refused.output
+    assert "ingesting" not in refused.output  # nothing to ingest: no job, no 0/1 bar
     found = runner.invoke(app, ["kb", "search", "notes", "espresso", "--json", "--mode", "keyword"])
     assert found.exit_code == 0, found.output
     assert '"document_name": "faq.txt"' in found.output

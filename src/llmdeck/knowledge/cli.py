@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
@@ -99,29 +100,28 @@ def _files(path: Path) -> list[Path]:
     return found
 
 
-@kb.command("add")
-def kb_add(
-    name: str = typer.Argument(help="Knowledge base (created with defaults if missing)."),
-    path: Path = typer.Argument(help="A file or a folder of files to add."),
-    project: str = PROJECT,
-) -> None:
-    """Add files (or a folder of them) and ingest them, with a progress bar."""
-    principal = _principal(project)
-    files = _files(path)
-    if not files:
-        errors.print(f"No supported files under {path} ({parsing.SUPPORTED}).")
-        raise typer.Exit(1)
+@dataclass
+class _Stored:
+    kb_id: str
+    accepted: list[str] = field(default_factory=list)  # document ids, changed or not
+    added: int = 0
+    unchanged: int = 0
+    refused: int = 0
+
+
+def _store(principal: Principal, name: str, path: Path, files: list[Path]) -> _Stored:
+    """Store each file as a document; a refused one is reported with its reason."""
     settings = get_settings()
-    added = unchanged = refused = 0
     with db_session() as session:
         target = service.get_by_name(session, project_id=principal.project_id, name=name)
         if target is None:
             target = service.create(
                 session, project_id=principal.project_id, data=KnowledgeBaseCreate(name=name)
             )
+        stored = _Stored(kb_id=target.id)
         for file in files:
             try:
-                _, changed = service.add_document(
+                document, changed = service.add_document(
                     session,
                     settings=settings,
                     kb=target,
@@ -129,15 +129,61 @@ def kb_add(
                     data=file.read_bytes(),
                 )
             except InvalidRequest as exc:
-                errors.print(f"[yellow]skipped[/yellow] {file}: {exc.message}", highlight=False)
-                refused += 1
+                errors.print(
+                    f"[red]refused[/red] {file}: {exc.message}", highlight=False, soft_wrap=True
+                )
+                stored.refused += 1
                 continue
-            added += changed
-            unchanged += not changed
-        job = service.queue_ingest(session, kb=target, principal=principal)
-        job_id = job.id
-    console.print(f"{added} new or changed, {unchanged} unchanged, {refused} refused.")
-    _run_with_progress(job_id)
+            stored.accepted.append(document.id)
+            stored.added += changed
+            stored.unchanged += not changed
+    return stored
+
+
+@kb.command("add")
+def kb_add(
+    name: str = typer.Argument(help="Knowledge base (created with defaults if missing)."),
+    path: Path = typer.Argument(help="A file or a folder of files to add."),
+    project: str = PROJECT,
+) -> None:
+    """Add files (or a folder of them) and ingest them, with a progress bar.
+
+    Exits 1 when a file is refused or fails to ingest; each one is listed with the reason."""
+    principal = _principal(project)
+    files = _files(path)
+    if not files:
+        errors.print(f"No supported files under {path} ({parsing.SUPPORTED}).")
+        raise typer.Exit(1)
+    stored = _store(principal, name, path, files)
+    console.print(
+        f"{stored.added} new or changed, {stored.unchanged} unchanged, {stored.refused} refused."
+    )
+    failed = []
+    if stored.accepted:  # with every file refused there is nothing to ingest
+        with db_session() as session:
+            target = service.get_or_raise(
+                session, project_id=principal.project_id, ref=stored.kb_id
+            )
+            job_id = service.queue_ingest(session, kb=target, principal=principal).id
+        _run_with_progress(job_id)
+        with db_session() as session:
+            target = service.get_or_raise(
+                session, project_id=principal.project_id, ref=stored.kb_id
+            )
+            failed = [
+                (d.name, d.error)
+                for d in service.failed_documents(session, kb=target, ids=stored.accepted)
+            ]
+    for document, error in failed:
+        errors.print(f"[red]failed[/red] {document}: {error}", highlight=False, soft_wrap=True)
+    if stored.refused or failed:
+        errors.print(
+            f"[red]error:[/red] {stored.refused + len(failed)} of {len(files)} files were not "
+            f"ingested ({stored.refused} refused, {len(failed)} failed); the reasons are above.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 def _run_with_progress(job_id: str) -> None:
@@ -175,12 +221,16 @@ def _run_with_progress(job_id: str) -> None:
             worker.join()
         with db.session() as session:
             row = jobs.get_or_raise(session, job_id=job_id)
-            progress.update(task, completed=row.done, total=row.total or 1)
+            # An empty job shows 0/0, not a bar that never filled.
+            progress.update(task, completed=row.done, total=row.total)
     asyncio.run(runtime.stop())
     if row.status == "failed":
         errors.print(f"[red]error:[/red] {row.error}", highlight=False)
         raise typer.Exit(1)
     result = row.result or {}
+    if not result.get("documents"):
+        console.print("Nothing new to ingest.")
+        return
     console.print(
         f"Ingested {result.get('documents', 0)} documents into {result.get('chunks', 0)} "
         f"chunks ({result.get('failed', 0)} failed)."

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +319,17 @@ def list_documents(
         query = query.where(Document.id > cursor)
     rows = session.scalars(query.order_by(Document.id).limit(limit + 1)).all()
     return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+
+
+def failed_documents(session: Session, *, kb: KnowledgeBase, ids: Iterable[str]) -> list[Document]:
+    """Those of these documents whose ingestion failed (each with its `error`), by name."""
+    wanted = set(ids)
+    rows = session.scalars(
+        select(Document)
+        .where(Document.kb_id == kb.id, Document.status == "failed")
+        .order_by(Document.name)
+    )
+    return [d for d in rows if d.id in wanted]
 
 
 def get_document_or_raise(session: Session, *, kb: KnowledgeBase, ref: str) -> Document:
