@@ -18,6 +18,7 @@ from llmdeck.core.db import Database
 from llmdeck.core.settings import Settings
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ApiKeyCreate, ProjectCreate
+from llmdeck.knowledge import parsing
 from llmdeck.knowledge.models import Chunk
 from llmdeck.tracing import service as tracing
 from llmdeck.tracing.models import Span
@@ -359,6 +360,7 @@ def test_cli_adds_a_folder_with_progress_and_searches_it(tmp_path: Path) -> None
     (docs / "sub" / "guide.md").write_bytes(GUIDE)
     (docs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")  # not a supported type
     (docs / "fake.pdf").write_bytes(b"not a pdf")  # refused, the rest goes on
+    (docs / "link.txt").symlink_to(docs / "faq.txt")  # links are not followed
     (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << >>\ntrailer <<>>")  # fails later
     runner = CliRunner()
     result = runner.invoke(app, ["kb", "add", "notes", str(docs)])
@@ -369,6 +371,11 @@ def test_cli_adds_a_folder_with_progress_and_searches_it(tmp_path: Path) -> None
     assert f"refused {docs / 'fake.pdf'}: fake.pdf is named .pdf but its content" in result.output
     assert "failed broken.pdf: The pdf file could not be read" in result.output
     assert "2 of 4 files were not ingested (1 refused, 1 failed)" in result.output
+    # A file the folder walk leaves out is named too, never dropped silently.
+    assert f"skipped {docs / 'image.png'}: .png files are not supported." in result.output
+    assert f"Supported file types: {parsing.SUPPORTED}." in result.output
+    assert f"skipped {docs / 'link.txt'}: it is a symbolic link" in result.output
+    assert "1 refused, 2 skipped." in result.output
     again = runner.invoke(app, ["kb", "add", "notes", str(docs)])
     assert "0 new or changed, 3 unchanged" in again.output
     assert "Nothing new to ingest" in again.output

@@ -85,19 +85,37 @@ def kb_list(
     )
 
 
-def _files(path: Path) -> list[Path]:
+def _files(path: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files to add from `path`, and those of a folder that are left out, with why."""
     if path.is_file():
-        return [path]
+        return [path], []
     if not path.is_dir():
         raise typer.BadParameter(f"{path} is neither a file nor a directory.")
-    found = []
+    found, skipped = [], []
     for file in sorted(path.rglob("*")):
-        # Links could point anywhere on disk; only regular files below the folder are read.
-        if file.is_symlink() or not file.is_file():
+        if file.is_symlink():
+            # Links could point anywhere on disk; only regular files below the folder are read.
+            skipped.append((file, "it is a symbolic link, and links are not followed"))
+        elif not file.is_file():
             continue
-        if file.suffix.lower() in parsing.EXTENSIONS:
+        elif file.suffix.lower() in parsing.EXTENSIONS:
             found.append(file)
-    return found
+        else:
+            kind = f"{file.suffix} files are" if file.suffix else "a file with no extension is"
+            skipped.append((file, f"{kind} not supported"))
+    return found, skipped
+
+
+SHOWN = 20  # skipped files listed one by one; past that, a count
+
+
+def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
+    for file, why in skipped[:SHOWN]:
+        errors.print(f"[yellow]skipped[/yellow] {file}: {why}.", highlight=False, soft_wrap=True)
+    if len(skipped) > SHOWN:
+        errors.print(f"… and {len(skipped) - SHOWN} more skipped files.", highlight=False)
+    if skipped:
+        errors.print(f"Supported file types: {parsing.SUPPORTED}.", highlight=False)
 
 
 @dataclass
@@ -150,13 +168,15 @@ def kb_add(
 
     Exits 1 when a file is refused or fails to ingest; each one is listed with the reason."""
     principal = _principal(project)
-    files = _files(path)
+    files, skipped = _files(path)
+    _report_skipped(skipped)
     if not files:
         errors.print(f"No supported files under {path} ({parsing.SUPPORTED}).")
         raise typer.Exit(1)
     stored = _store(principal, name, path, files)
     console.print(
-        f"{stored.added} new or changed, {stored.unchanged} unchanged, {stored.refused} refused."
+        f"{stored.added} new or changed, {stored.unchanged} unchanged, {stored.refused} refused"
+        + (f", {len(skipped)} skipped." if skipped else ".")
     )
     failed = []
     if stored.accepted:  # with every file refused there is nothing to ingest
