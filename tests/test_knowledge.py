@@ -4,6 +4,7 @@ delete, hostile files, versions, answers with citations, and project isolation."
 from __future__ import annotations
 
 import io
+import json
 import time
 import zipfile
 from collections.abc import Iterator
@@ -391,6 +392,8 @@ def test_cli_adds_a_folder_with_progress_and_searches_it(tmp_path: Path) -> None
     found = runner.invoke(app, ["kb", "search", "notes", "espresso", "--json", "--mode", "keyword"])
     assert found.exit_code == 0, found.output
     assert '"document_name": "faq.txt"' in found.output
+    hit = json.loads(found.stdout)[0]
+    assert hit["text"] == FAQ.decode() and len(hit["text"]) > 100  # whole, not cut for a table
     listed = runner.invoke(app, ["kb", "list", "--json"])
     assert '"name": "notes"' in listed.output and '"document_count": 2' in listed.output
 

@@ -279,8 +279,9 @@ def kb_search(
         finally:
             asyncio.run(runtime.stop())
     rows = [h.model_dump() for h in result.data]
-    for row in rows:
-        row["text"] = row["text"][:100].replace("\n", " ")
+    if not as_json:  # JSON carries each chunk whole, as the REST search does
+        for row in rows:
+            row["text"] = row["text"][:100].replace("\n", " ")
     emit(rows, ["rank", "score", "document_name", "page", "text"], as_json=as_json)
 
 
