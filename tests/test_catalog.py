@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from llmdeck.app import create_app
 from llmdeck.catalog import service
 from llmdeck.catalog.models import Model
-from llmdeck.catalog.schemas import ModelCreate, ModelUpdate
+from llmdeck.catalog.schemas import MAX_CONTEXT_WINDOW, ModelCreate, ModelUpdate
 from llmdeck.core.db import Database
 from llmdeck.core.errors import Conflict, InvalidRequest, NotFound
+from llmdeck.core.settings import get_settings
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ProjectCreate
 
@@ -93,3 +96,23 @@ def test_project_scoped_and_disabled_models_are_hidden(db: Database) -> None:
             service.get_for_project_or_raise(
                 session, alias="minilm-l6", project_id=acme.id, kind="chat"
             )
+
+
+def test_the_api_refuses_huge_context_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLMDECK_MASTER_KEY", "ldk-master-test")
+    get_settings.cache_clear()
+    model = {"alias": "m", "upstream_name": "m", "base_url": "http://127.0.0.1:9/v1"}
+    with TestClient(create_app(get_settings())) as http:
+        http.headers["Authorization"] = "Bearer ldk-master-test"
+        for bad in [
+            {"context_window": 99999999999999999999},  # past SQLite's INTEGER: was a 500
+            {"context_window": MAX_CONTEXT_WINDOW + 1},
+        ]:
+            refused = http.post("/api/models", json={**model, **bad})
+            assert refused.status_code == 400, (bad, refused.text)
+            assert next(iter(bad)) in refused.text
+        assert http.post("/api/models", json=model).status_code == 201
+        changed = http.patch("/api/models/m", json={"context_window": MAX_CONTEXT_WINDOW + 1})
+        assert changed.status_code == 400

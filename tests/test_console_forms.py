@@ -45,3 +45,17 @@ def test_a_citation_opens_its_passage_in_the_console(admin) -> None:
     assert missing.status_code == 404 and "No passage 999999" in missing.text
     client.cookies.clear()
     assert client.get(link).headers["location"].startswith("/sign-in")
+
+
+def add_model(client: TestClient, token: str, **fields: str):
+    form = {"alias": "big", "upstream_name": "big-1", "base_url": "http://127.0.0.1:9/v1"}
+    return client.post("/models", data={**form, **fields, "csrf_token": token})
+
+
+def test_a_huge_context_window_is_a_field_error_and_the_form_is_kept(admin) -> None:
+    client, token = admin
+    page = add_model(client, token, context_window="99999999999999999999")
+    assert page.status_code == 200
+    assert "Must be at most 100,000,000." in page.text
+    assert 'value="big"' in page.text and 'value="99999999999999999999"' in page.text
+    assert add_model(client, token, context_window="100000000").status_code == 303

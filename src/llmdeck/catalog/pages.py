@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 from llmdeck.catalog import service
-from llmdeck.catalog.schemas import ModelCreate, ModelUpdate
+from llmdeck.catalog.schemas import MAX_CONTEXT_WINDOW, ModelCreate, ModelUpdate
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError, NotFound, PermissionDenied
@@ -30,6 +30,7 @@ def _render(request: Request, viewer: Viewer, *, form=None, errors=None, added=N
         "errors": errors or {},
         "added": added,
         "can_add": viewer.can("admin"),
+        "max_context_window": MAX_CONTEXT_WINDOW,
     }
     return console_of(request).render(request, "catalog/models.html", context)
 
@@ -127,6 +128,8 @@ def _say(error: dict) -> str:
         return "Use letters, digits and . _ : / - only, starting with a letter or digit."
     if kind.startswith(("float", "int")):
         return "Enter a number."
+    if kind == "less_than_equal":
+        return f"Must be at most {error['ctx']['le']:,}."
     if kind in ("greater_than", "greater_than_equal"):
         return "Must not be negative." if kind.endswith("equal") else "Must be above zero."
     return str(error.get("msg", "Invalid value."))

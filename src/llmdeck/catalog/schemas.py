@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+# Far above any model today, and it fits PostgreSQL's 32-bit INTEGER column.
+MAX_CONTEXT_WINDOW = 100_000_000
+
 
 class ModelCreate(BaseModel):
     """An OpenAI-compatible model reached by base URL (or another registered provider)."""
@@ -17,7 +20,7 @@ class ModelCreate(BaseModel):
     base_url: str | None = Field(default=None, max_length=500)
     api_key: SecretStr | None = None
     kind: Literal["chat", "embedding"] = "chat"
-    context_window: int = Field(default=8192, gt=0)
+    context_window: int = Field(default=8192, gt=0, le=MAX_CONTEXT_WINDOW)
     input_price_per_mtok: float = Field(default=0.0, ge=0)
     output_price_per_mtok: float = Field(default=0.0, ge=0)
     project: str | None = Field(default=None, description="Only this project may use it.")
@@ -28,7 +31,7 @@ class ModelUpdate(BaseModel):
     status: Literal["active", "disabled"] | None = None
     input_price_per_mtok: float | None = Field(default=None, ge=0)
     output_price_per_mtok: float | None = Field(default=None, ge=0)
-    context_window: int | None = Field(default=None, gt=0)
+    context_window: int | None = Field(default=None, gt=0, le=MAX_CONTEXT_WINDOW)
     description: str | None = Field(default=None, max_length=2000)
 
 
