@@ -98,7 +98,7 @@ def test_project_scoped_and_disabled_models_are_hidden(db: Database) -> None:
             )
 
 
-def test_the_api_refuses_huge_context_windows(
+def test_the_api_refuses_huge_context_windows_and_endless_prices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("LLMDECK_MASTER_KEY", "ldk-master-test")
@@ -109,10 +109,12 @@ def test_the_api_refuses_huge_context_windows(
         for bad in [
             {"context_window": 99999999999999999999},  # past SQLite's INTEGER: was a 500
             {"context_window": MAX_CONTEXT_WINDOW + 1},
+            {"input_price_per_mtok": "inf"},
+            {"output_price_per_mtok": "nan"},
         ]:
             refused = http.post("/api/models", json={**model, **bad})
             assert refused.status_code == 400, (bad, refused.text)
             assert next(iter(bad)) in refused.text
         assert http.post("/api/models", json=model).status_code == 201
-        changed = http.patch("/api/models/m", json={"context_window": MAX_CONTEXT_WINDOW + 1})
-        assert changed.status_code == 400
+        for bad in [{"context_window": MAX_CONTEXT_WINDOW + 1}, {"input_price_per_mtok": "inf"}]:
+            assert http.patch("/api/models/m", json=bad).status_code == 400

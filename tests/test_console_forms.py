@@ -59,3 +59,12 @@ def test_a_huge_context_window_is_a_field_error_and_the_form_is_kept(admin) -> N
     assert "Must be at most 100,000,000." in page.text
     assert 'value="big"' in page.text and 'value="99999999999999999999"' in page.text
     assert add_model(client, token, context_window="100000000").status_code == 303
+
+
+def test_prices_must_be_finite_numbers(admin) -> None:
+    client, token = admin
+    for price in ["inf", "nan", "-inf", "Infinity"]:
+        page = add_model(client, token, input_price_per_mtok=price)
+        assert page.status_code == 200 and "Enter a finite number." in page.text, price
+        assert "Must not be negative" not in page.text
+    assert "$inf" not in client.get("/models").text

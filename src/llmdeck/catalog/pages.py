@@ -126,6 +126,8 @@ def _say(error: dict) -> str:
         return "Required."
     if kind == "string_pattern_mismatch":
         return "Use letters, digits and . _ : / - only, starting with a letter or digit."
+    if kind == "finite_number":
+        return "Enter a finite number."
     if kind.startswith(("float", "int")):
         return "Enter a number."
     if kind == "less_than_equal":

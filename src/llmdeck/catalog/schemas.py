@@ -21,16 +21,16 @@ class ModelCreate(BaseModel):
     api_key: SecretStr | None = None
     kind: Literal["chat", "embedding"] = "chat"
     context_window: int = Field(default=8192, gt=0, le=MAX_CONTEXT_WINDOW)
-    input_price_per_mtok: float = Field(default=0.0, ge=0)
-    output_price_per_mtok: float = Field(default=0.0, ge=0)
+    input_price_per_mtok: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    output_price_per_mtok: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     project: str | None = Field(default=None, description="Only this project may use it.")
     description: str = Field(default="", max_length=2000)
 
 
 class ModelUpdate(BaseModel):
     status: Literal["active", "disabled"] | None = None
-    input_price_per_mtok: float | None = Field(default=None, ge=0)
-    output_price_per_mtok: float | None = Field(default=None, ge=0)
+    input_price_per_mtok: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    output_price_per_mtok: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     context_window: int | None = Field(default=None, gt=0, le=MAX_CONTEXT_WINDOW)
     description: str | None = Field(default=None, max_length=2000)
 
