@@ -298,6 +298,44 @@ def test_new_chunking_builds_a_new_version_then_switches(api) -> None:
         raise AssertionError("the replaced version's chunks were not removed")
 
 
+def test_ask_cites_only_the_sources_its_answer_names(api, upstream) -> None:
+    http, _ = api
+    added = http.post(
+        "/api/models", json={"alias": "scripted", "upstream_name": "m", "base_url": upstream.url}
+    )
+    assert added.status_code == 201, added.text
+    create_kb(http)
+    wait(http, upload(http, "docs", {"faq.txt": FAQ, "guide.md": GUIDE})["job_id"])
+    # [7] names no source: a model's invented number cites nothing.
+    upstream.default = {"kind": "ok", "text": "About twenty-five seconds [2], or so [7]."}
+    response = http.post(
+        "/api/knowledge-bases/docs/ask",
+        json={"query": "How long does an espresso shot take?", "top_k": 2, "model": "scripted"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [s["number"] for s in body["sources"]] == [1, 2]  # every retrieved chunk, kept
+    assert body["cited"] == [2]
+    assert body["citations"] == [body["sources"][1]]
+    cited = body["sources"][1]["document_name"]
+
+    from typer.testing import CliRunner
+
+    from llmdeck.cli.main import app
+
+    question = ["kb", "ask", "docs", "How long does an espresso shot take?", "--model", "scripted"]
+    shown = CliRunner().invoke(app, question)
+    assert shown.exit_code == 0, shown.output
+    assert f"  [2] {cited}" in shown.output and "[1]" not in shown.output
+
+    upstream.default = {"kind": "ok", "text": "I do not know."}
+    silent = http.post(
+        "/api/knowledge-bases/docs/ask",
+        json={"query": "espresso", "top_k": 2, "model": "scripted"},
+    ).json()
+    assert silent["citations"] == [] and silent["cited"] == [] and len(silent["sources"]) == 2
+
+
 @pytest.mark.slow
 def test_ask_answers_with_citations_and_a_trace(api) -> None:
     http, db = api
@@ -310,7 +348,7 @@ def test_ask_answers_with_citations_and_a_trace(api) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["answer"].strip()
-    first = body["citations"][0]
+    first = body["sources"][0]
     assert first["number"] == 1 and first["document_name"] == "faq.txt"
     chunk = http.get(first["url"]).json()  # a citation links to its chunk
     assert chunk["text"] == first["text"]

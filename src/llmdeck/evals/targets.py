@@ -140,5 +140,5 @@ async def _rag(runtime, principal: Principal, target: Target, variables: dict[st
         output=answer.answer,
         latency_ms=(time.perf_counter() - started) * 1000,
         trace_id=answer.trace_id,
-        contexts=[c.text for c in answer.citations],
+        contexts=[c.text for c in answer.sources],  # what was retrieved, cited or not
     )

@@ -309,5 +309,12 @@ def kb_ask(
     console.print(result.answer, highlight=False)
     for c in result.citations:
         where = f", page {c.page}" if c.page else ""
-        console.print(f"  [{c.number}] {c.document_name}{where}", highlight=False)
+        # markup=False: "[1]" is the citation, not a Rich tag.
+        console.print(f"  [{c.number}] {c.document_name}{where}", highlight=False, markup=False)
+    if not result.citations:
+        console.print(
+            f"(The answer cites none of the {len(result.sources)} retrieved chunks; "
+            "--json lists them under sources.)",
+            highlight=False,
+        )
     console.print(f"trace: {result.trace_id}")

@@ -274,7 +274,7 @@ async def ask(runtime, principal: Principal, ref: str, request: AskRequest) -> A
     call.trace_id, call.parent_span_id = trace_id, retrieval_span
     call.attributes["knowledge.kb"] = ref
     result = await runtime.gateway.chat(call)
-    citations = [
+    sources = [
         Citation(
             number=h.rank,
             chunk_id=h.chunk_id,
@@ -287,12 +287,15 @@ async def ask(runtime, principal: Principal, ref: str, request: AskRequest) -> A
         )
         for h in found.data
     ]
-    numbers = {c.number for c in citations}
+    # The prompt asks for [n] markers: a source is cited when the answer names it, and
+    # a number no source has (a model's invention) cites nothing.
+    numbers = {c.number for c in sources}
     cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", result.content)} & numbers)
     return AskResult(
         answer=result.content,
-        citations=citations,
+        citations=[c for c in sources if c.number in cited],
         cited=cited,
+        sources=sources,
         model=request.model,
         trace_id=trace_id,
     )

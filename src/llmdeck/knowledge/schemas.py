@@ -150,8 +150,13 @@ class Citation(BaseModel):
 
 class AskResult(BaseModel):
     answer: str
-    citations: list[Citation]
+    citations: list[Citation] = Field(
+        description="The sources the answer cites by their [n] marker, in number order."
+    )
     cited: list[int] = Field(description="Citation numbers the answer actually refers to.")
+    sources: list[Citation] = Field(
+        description="Every retrieved chunk given to the model, numbered as in its prompt."
+    )
     model: str
     trace_id: str
 
