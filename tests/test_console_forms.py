@@ -68,3 +68,19 @@ def test_prices_must_be_finite_numbers(admin) -> None:
         assert page.status_code == 200 and "Enter a finite number." in page.text, price
         assert "Must not be negative" not in page.text
     assert "$inf" not in client.get("/models").text
+
+
+def new_prompt(client: TestClient, token: str, **fields: str):
+    form = {"name": "greet", "user": "Hello {{ who }}", "commit_message": "First version"}
+    return client.post("/prompts", data={**form, **fields, "csrf_token": token})
+
+
+def test_new_prompt_refuses_a_name_that_exists_and_keeps_the_form(admin) -> None:
+    client, token = admin
+    assert new_prompt(client, token, system="Be brief.").headers["location"] == "/prompts/greet?v=1"
+    again = new_prompt(client, token, user="Bye {{ who }}", commit_message="mine")
+    assert again.status_code == 200
+    assert "A prompt named greet already exists." in again.text
+    assert "Bye {{ who }}</textarea>" in again.text and 'value="mine"' in again.text
+    editor = client.get("/prompts/greet").text
+    assert "Save as v2" in editor and "Be brief." in editor  # greet still has one version

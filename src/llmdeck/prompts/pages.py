@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -19,11 +20,13 @@ from llmdeck.core.errors import LLMDeckError
 from llmdeck.gateway.schemas import ChatCompletionRequest
 from llmdeck.gateway.service import chat_call
 from llmdeck.prompts import chains, service
-from llmdeck.prompts.schemas import Message, PromptVersionCreate
+from llmdeck.prompts.rendering import messages_variables
+from llmdeck.prompts.schemas import NAME, Message, PromptVersionCreate
 
 pages = PageSet("prompts", __file__)
 pages.nav("Prompts", "/prompts", section="Build", order=15, icon="file")
 MAX_MODELS = 3
+NAME_RULE = "Use letters, digits, '.', '_' or '-', starting with a letter or digit."
 
 
 def _chat_models(request: Request, viewer: Viewer) -> list[str]:
@@ -37,6 +40,11 @@ def _chat_models(request: Request, viewer: Viewer) -> list[str]:
 
 @pages.router.get("/prompts")
 def prompts_page(request: Request, error: str = "", viewer: Viewer = Depends(signed_in)):
+    return _list_page(request, viewer, errors={"form": error} if error else None)
+
+
+def _list_page(request: Request, viewer: Viewer, *, form=None, errors=None):
+    """The prompt list with the New prompt form, refilled with what was typed when refused."""
     with request.app.state.runtime.db.session() as session:
         rows = [
             service.to_public(session, p)
@@ -46,7 +54,8 @@ def prompts_page(request: Request, error: str = "", viewer: Viewer = Depends(sig
         "prompts": rows,
         "models": _chat_models(request, viewer),
         "can_edit": viewer.can("builder"),
-        "error": error,
+        "form": form or {"commit_message": "First version"},
+        "errors": errors or {},
     }
     return console_of(request).render(request, "prompts/list.html", context)
 
@@ -63,17 +72,60 @@ def _messages(system: str, user: str) -> list[Message]:
 @pages.router.post("/prompts", dependencies=[Depends(csrf_protected)])
 def create_prompt(
     request: Request,
-    name: str = Form(...),
+    name: str = Form(""),
     system: str = Form(""),
     user: str = Form(""),
     model: str = Form(""),
     commit_message: str = Form(""),
     viewer: Viewer = Depends(signed_in),
 ):
-    """Create a prompt with its first version."""
-    return save_version(
-        request, name.strip(), system, user, model, "{}", commit_message, "", viewer
-    )
+    """Create a prompt with its first version; an existing name is refused, not added to."""
+    viewer.require("builder", "change prompts")
+    name = name.strip()
+    form = {"name": name, "system": system, "user": user, "model": model}
+    form["commit_message"] = commit_message
+    errors = _message_errors(system, user)
+    if not re.fullmatch(NAME, name) or len(name) > 200:
+        errors["name"] = NAME_RULE
+    if not errors:
+        data = PromptVersionCreate(
+            messages=_messages(system, user), model=model or None, commit_message=commit_message
+        )
+        try:
+            with request.app.state.runtime.db.session() as session:
+                # The API's push adds versions to an existing prompt; this form only creates.
+                if service.get_by_name(session, project_id=viewer.project.id, name=name):
+                    errors["name"] = (
+                        f"A prompt named {name} already exists. Open it to save a new version, "
+                        "or choose another name."
+                    )
+                else:
+                    service.create_version(
+                        session,
+                        project_id=viewer.project.id,
+                        name=name,
+                        data=data,
+                        role=viewer.role,
+                        author=viewer.email,
+                    )
+        except LLMDeckError as exc:
+            errors["form"] = exc.message
+    if errors:
+        return _list_page(request, viewer, form=form, errors=errors)
+    return RedirectResponse(f"/prompts/{name}?v=1", status_code=303)
+
+
+def _message_errors(system: str, user: str) -> dict[str, str]:
+    """A plain message under each message box that is empty or not a valid template."""
+    if not system.strip() and not user.strip():
+        return {"user": "Write the user message (or a system message)."}
+    errors = {}
+    for field, text in (("system", system), ("user", user)):
+        try:
+            messages_variables([{"role": "user", "content": text}])
+        except LLMDeckError as exc:
+            errors[field] = exc.message
+    return errors
 
 
 @pages.router.post("/prompts/{name}/versions", dependencies=[Depends(csrf_protected)])
