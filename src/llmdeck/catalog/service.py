@@ -64,11 +64,22 @@ def get_for_project_or_raise(
             code="model_not_found",
         )
     if kind is not None and model.kind != kind:
-        raise InvalidRequest(
-            f"The model {alias!r} is a {model.kind} model; this endpoint needs a {kind} model.",
-            param="model",
-        )
+        raise wrong_kind(alias, model.kind, kind)
     return model
+
+
+def wrong_kind(alias: str, has: str, wants: str) -> InvalidRequest:
+    """The error for a model of one kind (chat, embedding) used where the other is needed."""
+    return InvalidRequest(
+        f"The model {alias!r} is {_a(has)} {has} model; this endpoint needs {_a(wants)} "
+        f"{wants} model.",
+        param="model",
+    )
+
+
+def _a(word: str) -> str:
+    """The indefinite article before `word` ("an embedding", "a chat")."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def list_models(session: Session, *, project_id: str | None = None) -> list[Model]:

@@ -21,7 +21,7 @@ from llmdeck.catalog import service as catalog
 from llmdeck.catalog.models import Model
 from llmdeck.core import secrets
 from llmdeck.core.db import Database, after_commit_changing
-from llmdeck.core.errors import InvalidRequest, LLMDeckError, NotFound
+from llmdeck.core.errors import LLMDeckError, NotFound
 from llmdeck.core.loading import LoadingCache
 from llmdeck.core.settings import Settings
 from llmdeck.gateway import models as tables
@@ -141,7 +141,7 @@ class Directory:
             if route.project_id not in (None, principal.project_id) or not route.deployments:
                 raise _not_found(alias)
             if route.kind != kind:
-                raise _wrong_kind(alias, route.kind, kind)
+                raise catalog.wrong_kind(alias, route.kind, kind)
             return route
         key = (alias, principal.project_id, kind)
         found = await self._catalog.get(key, lambda: self._catalog_target(*key))
@@ -159,7 +159,7 @@ class Directory:
         except LLMDeckError as exc:
             return exc
         if model.kind != kind:
-            return _wrong_kind(alias, model.kind, kind)
+            return catalog.wrong_kind(alias, model.kind, kind)
         deployment = Deployment(
             id=f"{CATALOG_PREFIX}{model.id}",
             name=model.alias,
@@ -234,19 +234,6 @@ def _not_found(alias: str) -> NotFound:
         param="model",
         code="model_not_found",
     )
-
-
-def _wrong_kind(alias: str, has: str, wants: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"The model {alias!r} is {_a(has)} {has} model; this endpoint needs {_a(wants)} "
-        f"{wants} model.",
-        param="model",
-    )
-
-
-def _a(word: str) -> str:
-    """The indefinite article before `word` ("an embedding", "a chat")."""
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _invalidate() -> None:
