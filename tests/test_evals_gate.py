@@ -116,3 +116,60 @@ def test_pytest_helper(echo, tmp_path) -> None:
     assert result.passed and (tmp_path / "j.xml").exists()
     with pytest.raises(AssertionError, match="exact_match: 0.75 is under the threshold 0.9"):
         assert_eval(config, fail_under={"exact_match": 0.9})
+
+
+def test_cli_gate_fails_when_items_error_and_says_why(echo, tmp_path) -> None:
+    home = tmp_path / "home"
+    config = write_config(tmp_path)
+    config.write_text(CONFIG.replace("{{ answer }}", "{{ country }}"))  # no item has it
+    added = cli("models", "add", "echo", "--base-url", echo.url, "--upstream", "m", home=home)
+    assert added.returncode == 0, added.stderr
+
+    errored = cli("eval", "run", str(config), home=home)
+    assert errored.returncode == 1, errored.stdout + errored.stderr
+    assert "4 of 4 items errored:" in errored.stderr
+    assert errored.stderr.count("country") >= 3  # the first reasons, each naming the variable
+    assert "at most 0 may (--max-errors)" in errored.stderr
+
+    allowed = cli("eval", "run", str(config), "--max-errors", "4", home=home)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "4 of 4 items errored:" in allowed.stderr  # allowed, still reported
+
+    unscored = cli(
+        "eval", "run", str(config), "--max-errors", "4", "--fail-under", "exact_match=0.5",
+        home=home,
+    )  # fmt: skip
+    assert unscored.returncode == 1
+    assert (
+        "exact_match: no score to hold to the threshold 0.5: every item errored (4 of 4)."
+        in unscored.stderr
+    )
+    assert "None is under" not in unscored.stderr
+
+    runs = len(json.loads(cli("eval", "list", "--json", home=home).stdout))
+    misspelt = cli("eval", "run", str(config), "--fail-under", "exact_mach=0.5", home=home)
+    assert misspelt.returncode == 1
+    assert "No metric named 'exact_mach'" in misspelt.stderr
+    assert "exact_match, mentions" in misspelt.stderr
+    # Refused before anything ran: no new experiment.
+    assert len(json.loads(cli("eval", "list", "--json", home=home).stdout)) == runs
+
+
+def test_pytest_helper_fails_on_errored_items(echo, tmp_path) -> None:
+    from llmdeck.catalog import service as catalog
+    from llmdeck.catalog.schemas import ModelCreate
+    from llmdeck.core.settings import get_settings
+    from llmdeck.runtime import prepare_database
+
+    settings = get_settings()
+    with prepare_database(settings).session() as session:
+        catalog.create(
+            session,
+            settings=settings,
+            data=ModelCreate(alias="echo", upstream_name="m", base_url=echo.url),
+        )
+    config = write_config(tmp_path)
+    config.write_text(CONFIG.replace("{{ answer }}", "{{ country }}"))
+    with pytest.raises(AssertionError, match="4 of 4 items errored"):
+        assert_eval(config)
+    assert assert_eval(config, max_errors=4).errored

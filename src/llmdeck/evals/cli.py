@@ -45,15 +45,26 @@ def eval_run(
     fail_under: list[str] = typer.Option(
         [], "--fail-under", help="METRIC=THRESHOLD; exit 1 when the mean is below. Repeatable."
     ),
+    max_errors: int | None = typer.Option(
+        None,
+        "--max-errors",
+        min=0,
+        help="Items allowed to error (the target failed) before the run fails. "
+        "Default: the config's max_errors, else 0.",
+    ),
     junit: Path | None = typer.Option(None, help="Write a JUnit XML report here."),
     json_out: Path | None = typer.Option(None, "--json-out", help="Write a JSON report here."),
     project: str = PROJECT,
     as_json: bool = JSON,
 ) -> None:
-    """Run an evaluation from YAML, print a table, and fail when a threshold fails."""
+    """Run an evaluation from YAML, print a table, and fail when a threshold fails or an
+    item errors (beyond --max-errors)."""
     with fail_cleanly():
         loaded = gate.load_config(config)
         thresholds = gate.parse_thresholds(fail_under)
+        # A misspelt metric is refused now, not after the whole run.
+        gate.check_thresholds(loaded, {**(loaded.get("thresholds") or {}), **thresholds})
+        gate.max_errors_of(loaded, max_errors)
 
         async def go():
             runtime = Runtime.start(get_settings())
@@ -65,6 +76,7 @@ def eval_run(
                         loaded,
                         project=project,
                         fail_under=thresholds,
+                        max_errors=max_errors,
                         progress=lambda done, total: bar.update(task, completed=done, total=total),
                     )
             finally:
@@ -75,7 +87,7 @@ def eval_run(
     _report(result, as_json)
     if not result.passed:
         for failure in result.failures:
-            errors.print(f"[red]FAIL[/red] {failure}", highlight=False)
+            errors.print(f"[red]FAIL[/red] {failure}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -100,6 +112,8 @@ def _report(result: gate.GateResult, as_json: bool) -> None:
         f" · cost ${s.get('cost') or 0:.6f}",
         highlight=False,
     )
+    for line in result.error_lines():
+        errors.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 @evals.command("resume")

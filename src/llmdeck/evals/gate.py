@@ -6,6 +6,10 @@
     metrics: [exact_match, {name: rouge_l, as: rouge}]
     concurrency: 8
     thresholds: {exact_match: 0.8}            # --fail-under adds to / overrides these
+    max_errors: 0                             # items allowed to error; --max-errors overrides
+
+An item that errors (the target failed: a missing prompt variable, an upstream error) has
+no score, so a run with errored items fails the gate unless `max_errors` allows them.
 
 From a test suite, `assert_eval("eval.yaml", fail_under={"exact_match": 0.8})` does the same.
 """
@@ -23,10 +27,13 @@ import yaml
 
 from llmdeck.core.errors import InvalidRequest
 from llmdeck.evals import datasets, service
+from llmdeck.evals.metrics import spec_name
 from llmdeck.evals.runner import Progress, run_experiment
 from llmdeck.evals.schemas import ExperimentCreate, ExperimentPublic
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import Principal
+
+REASONS_SHOWN = 3  # errored items whose reason a report quotes
 
 
 @dataclass
@@ -35,10 +42,27 @@ class GateResult:
     thresholds: dict[str, float]
     failures: list[str] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
+    max_errors: int | None = 0
 
     @property
     def passed(self) -> bool:
         return not self.failures and self.experiment.status == "done"
+
+    @property
+    def errored(self) -> list[dict[str, Any]]:
+        """Results of the items whose target failed (they have no scores)."""
+        return [r for r in self.results if r["error"]]
+
+    def error_lines(self) -> list[str]:
+        """How many items errored, and the first few reasons."""
+        errored = self.errored
+        if not errored:
+            return []
+        lines = [f"{len(errored)} of {len(self.results)} items errored:"]
+        lines += [f"  item {r['item_id']}: {r['error']}" for r in errored[:REASONS_SHOWN]]
+        if len(errored) > REASONS_SHOWN:
+            lines.append(f"  … and {len(errored) - REASONS_SHOWN} more (--json-out lists all).")
+        return lines
 
     def table(self) -> list[dict[str, Any]]:
         metrics = self.experiment.summary.get("metrics", {})
@@ -58,6 +82,7 @@ class GateResult:
             "passed": self.passed,
             "failures": self.failures,
             "thresholds": self.thresholds,
+            "max_errors": self.max_errors,
             "experiment": self.experiment.model_dump(mode="json"),
             "results": self.results,
         }
@@ -72,6 +97,26 @@ def load_config(path: Path) -> dict[str, Any]:
         raise InvalidRequest(f"{path} must hold a mapping (dataset, target, metrics).")
     config.setdefault("_base", str(path.parent))
     return config
+
+
+def check_thresholds(config: dict[str, Any], thresholds: dict[str, float]) -> None:
+    """Refuse a threshold on a metric the config does not measure, before anything runs."""
+    names = [spec_name(spec) for spec in config.get("metrics") or []]
+    unknown = [name for name in thresholds if name not in names]
+    if unknown:
+        raise InvalidRequest(
+            f"No metric named {unknown[0]!r} in this config to hold to a threshold; "
+            f"its metrics are: {', '.join(names) or 'none'}.",
+            param="fail_under",
+        )
+
+
+def max_errors_of(config: dict[str, Any], override: int | None) -> int:
+    """Items allowed to error: --max-errors, else the config's `max_errors`, else 0."""
+    value = override if override is not None else config.get("max_errors", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequest(f"max_errors is a count of items (0 or more), not {value!r}.")
+    return value
 
 
 def parse_thresholds(values: list[str]) -> dict[str, float]:
@@ -117,8 +162,12 @@ async def run_config(
     *,
     project: str = "default",
     fail_under: dict[str, float] | None = None,
+    max_errors: int | None = None,
     progress: Progress | None = None,
 ) -> GateResult:
+    thresholds = {**(config.get("thresholds") or {}), **(fail_under or {})}
+    check_thresholds(config, thresholds)
+    allowed = max_errors_of(config, max_errors)
     with runtime.db.session() as session:
         p = identity.get_project_by_name_or_raise(session, name=project)
         principal = Principal(project_id=p.id, project_name=p.name, role="admin")
@@ -135,17 +184,18 @@ async def run_config(
             ),
         )
     await run_experiment(runtime, principal, experiment.id, progress=progress)
-    return gate(
-        runtime,
-        principal,
-        experiment.id,
-        {**(config.get("thresholds") or {}), **(fail_under or {})},
-    )
+    return gate(runtime, principal, experiment.id, thresholds, max_errors=allowed)
 
 
 def gate(
-    runtime, principal: Principal, experiment_id: str, thresholds: dict[str, float]
+    runtime,
+    principal: Principal,
+    experiment_id: str,
+    thresholds: dict[str, float],
+    *,
+    max_errors: int | None = 0,
 ) -> GateResult:
+    """Check a finished experiment: thresholds, and errored items (None: errors not checked)."""
     with runtime.db.session() as session:
         experiment = service.get_or_raise(
             session, project_id=principal.project_id, experiment_id=experiment_id
@@ -157,17 +207,35 @@ def gate(
             service.result_public(r, items.get(r.item_id)).model_dump(mode="json") for r in rows
         ]
     metrics = public.summary.get("metrics", {})
+    errored = sum(1 for r in results if r["error"])
     failures = []
     for name, limit in thresholds.items():
         if name not in metrics:
             failures.append(f"{name}: no such metric in this run ({', '.join(metrics) or 'none'}).")
-        elif metrics[name] is None or metrics[name] < limit:
+        elif metrics[name] is None:
+            why = (
+                f"every item errored ({errored} of {len(results)})"
+                if results and errored == len(results)
+                else "no item got a score (see each result's explanation)"
+            )
+            failures.append(f"{name}: no score to hold to the threshold {limit}: {why}.")
+        elif metrics[name] < limit:
             failures.append(f"{name}: {metrics[name]} is under the threshold {limit}.")
+    if max_errors is not None and errored > max_errors:
+        failures.append(
+            f"{errored} of {len(results)} items errored; at most {max_errors} may (--max-errors)."
+        )
     if public.status != "done":
         failures.append(
             f"The run ended {public.status}: {public.error or 'not every item finished'}."
         )
-    return GateResult(experiment=public, thresholds=thresholds, failures=failures, results=results)
+    return GateResult(
+        experiment=public,
+        thresholds=thresholds,
+        failures=failures,
+        results=results,
+        max_errors=max_errors,
+    )
 
 
 def junit_xml(result: GateResult) -> str:
@@ -212,6 +280,7 @@ def assert_eval(
     config: str | Path | dict[str, Any],
     *,
     fail_under: dict[str, float] | None = None,
+    max_errors: int | None = None,
     project: str = "default",
     settings=None,
     junit: Path | None = None,
@@ -226,7 +295,9 @@ def assert_eval(
     async def go() -> GateResult:
         runtime = Runtime.start(settings or get_settings())
         try:
-            return await run_config(runtime, loaded, project=project, fail_under=fail_under)
+            return await run_config(
+                runtime, loaded, project=project, fail_under=fail_under, max_errors=max_errors
+            )
         finally:
             await runtime.stop()
 
@@ -237,6 +308,7 @@ def assert_eval(
             f"{r['metric']}: {r['score']} (threshold {r['threshold']})" for r in result.table()
         ]
         raise AssertionError(
-            "Evaluation below threshold:\n  " + "\n  ".join(result.failures + lines)
+            "Evaluation failed its gate:\n  "
+            + "\n  ".join(result.failures + lines + result.error_lines())
         )
     return result
