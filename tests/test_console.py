@@ -156,9 +156,10 @@ def test_state_changing_forms_need_the_csrf_token(app, client) -> None:
     assert "ldk-" not in client.get("/keys").text  # no key was created
     token = page_csrf(client)
     # Forms send it as a field, htmx and fetch as a header.
-    assert "ldk-" in client.post("/keys", data={"name": "ci", "csrf_token": token}).text
+    assert client.post("/keys", data={"name": "ci", "csrf_token": token}).status_code == 303
+    assert "ldk-" in client.get("/keys").text
     response = client.post("/keys", data={"name": "ci2"}, headers={"X-CSRF-Token": token})
-    assert "ldk-" in response.text
+    assert response.status_code == 303 and "ldk-" in client.get("/keys").text
     assert client.post("/sign-out").status_code == 403
     assert client.get("/requests").status_code == 200  # still signed in
     response = client.post("/sign-out", data={"csrf_token": token})

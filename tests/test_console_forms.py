@@ -84,3 +84,29 @@ def test_new_prompt_refuses_a_name_that_exists_and_keeps_the_form(admin) -> None
     assert "Bye {{ who }}</textarea>" in again.text and 'value="mine"' in again.text
     editor = client.get("/prompts/greet").text
     assert "Save as v2" in editor and "Be brief." in editor  # greet still has one version
+
+
+def test_a_new_keys_secret_shows_once_and_a_refresh_creates_no_second_key(admin) -> None:
+    client, token = admin
+    created = client.post("/keys", data={"name": "ci-bot", "role": "viewer", "csrf_token": token})
+    assert created.status_code == 303 and created.headers["location"] == "/keys"
+    assert "ldk-" not in created.text and "ldk-" not in created.headers["set-cookie"]
+    shown = client.get("/keys")
+    secret = re.search(r'id="new-secret" type="text" readonly value="(ldk-[^"]+)"', shown.text)
+    assert secret and shown.headers["cache-control"] == "no-store"
+    refreshed = client.get("/keys")  # what a refresh sends: a GET, no second POST
+    assert secret.group(1) not in refreshed.text and "Created key" not in refreshed.text
+    assert refreshed.text.count('<span class="cell-main">ci-bot</span>') == 1
+
+
+def test_a_flash_left_for_one_session_is_not_shown_to_another(admin) -> None:
+    client, token = admin
+    client.post("/keys", data={"name": "ci-bot", "csrf_token": token})
+    left = client.cookies.get("llmdeck_flash", path="/keys")
+    add_user(client.app, "eve@example.com", "admin")
+    client.cookies.clear()
+    sign_in(client, "eve@example.com")  # another session in the same browser
+    client.cookies.set("llmdeck_flash", left, path="/keys")
+    assert 'id="new-secret"' not in client.get("/keys").text
+    client.cookies.set("llmdeck_flash", "forged", path="/keys")
+    assert client.get("/keys").status_code == 200

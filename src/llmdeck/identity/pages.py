@@ -6,6 +6,7 @@ from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
+from llmdeck.console import flash
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError
@@ -40,7 +41,13 @@ def _render(request: Request, viewer: Viewer, *, created=None, error=None, name=
 @pages.router.get("/keys")
 def keys_page(request: Request, viewer: Viewer = Depends(signed_in)):
     viewer.require("admin", MANAGE)
-    return _render(request, viewer)
+    created = flash.read(request, viewer.session)
+    response = _render(request, viewer, created=created)
+    flash.clear(response, request, "/keys")
+    if created:
+        # The page holds a secret: keep it out of caches and the back-forward cache.
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @pages.router.post("/keys", dependencies=[Depends(csrf_protected)])
@@ -50,7 +57,7 @@ def create_key(
     role: str = Form("builder"),
     viewer: Viewer = Depends(signed_in),
 ):
-    """Create a key; this response is the only place its secret ever appears."""
+    """Create a key, then redirect to the list, which shows its secret this once."""
     viewer.require("admin", MANAGE)
     try:
         data = ApiKeyCreate(name=name.strip(), role=role)
@@ -62,9 +69,9 @@ def create_key(
         return _render(request, viewer, error="Give the key a name.", name=name)
     except LLMDeckError as exc:
         return _render(request, viewer, error=exc.message, name=name)
-    response = _render(request, viewer, created=created)
-    # The page holds a secret: keep it out of caches and the back-forward cache.
-    response.headers["Cache-Control"] = "no-store"
+    # Redirected, so that a refresh of the page shown next creates no second key.
+    response = RedirectResponse("/keys", status_code=303)
+    flash.put(response, request, viewer.session, "/keys", created)
     return response
 
 
