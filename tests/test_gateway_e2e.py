@@ -260,6 +260,21 @@ def test_the_bundled_model_refuses_what_it_cannot_do(
         assert "bundled chat model" in error["message"]
 
 
+def test_the_bundled_embedding_model_refuses_other_dimensions(
+    live_server: LiveServer, project_key: str
+) -> None:
+    client = _client(live_server, project_key)
+    assert (
+        len(
+            client.embeddings.create(model="minilm-l6", input="a", dimensions=384).data[0].embedding
+        )
+        == 384
+    )
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="minilm-l6", input="a", dimensions=64)
+    assert err.value.param == "dimensions" and "384" in err.value.message
+
+
 def test_body_that_is_not_json_is_400(live_server: LiveServer, project_key: str) -> None:
     response = httpx.post(
         f"{live_server.url}/v1/chat/completions",

@@ -105,6 +105,9 @@ def test_relays_embeddings(gateway, upstream) -> None:
     )
     result = client.embeddings.create(model="up-embed", input=["a", "b"], encoding_format="float")
     assert [d.embedding for d in result.data] == [[0.1, 0.2, 0.0], [0.1, 0.2, 1.0]]
+    assert "dimensions" not in upstream.requests[-1]
+    client.embeddings.create(model="up-embed", input="a", dimensions=3)
+    assert upstream.requests[-1]["dimensions"] == 3
 
 
 def test_upstream_500_is_502(gateway, upstream) -> None:

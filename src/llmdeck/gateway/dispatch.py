@@ -161,7 +161,11 @@ class Dispatch:
         try:
             async with timeouts.timeout(timeout):
                 if call.kind == "embedding":
-                    outcome = await provider.embed(deployment.upstream_name, call.inputs or [])
+                    # Passed only when asked for: a plug-in provider may not take it.
+                    options = {"dimensions": call.dimensions} if call.dimensions else {}
+                    outcome = await provider.embed(
+                        deployment.upstream_name, call.inputs or [], **options
+                    )
                 else:
                     # The request names what this attempt calls (only providers read it).
                     request = call.chat

@@ -50,6 +50,8 @@ class Call:
     alias: str
     chat: ChatRequest | None = None
     inputs: list[str] | None = None
+    # Embeddings: the vector length asked for (None: the model's own).
+    dimensions: int | None = None
     stream: bool = False
     source: str = "gateway"
     # False when the request opted out of the response cache.

@@ -148,7 +148,9 @@ async def embeddings(
     runtime: Runtime, principal: Principal, body: EmbeddingRequest, *, traceparent: str | None
 ) -> Response:
     """The answer to an embeddings request (the route and gateway/fastpath.py share it)."""
-    call = embedding_call(principal, body.model, body.input, source="gateway")
+    call = embedding_call(
+        principal, body.model, body.input, source="gateway", dimensions=body.dimensions
+    )
     join_trace(call, traceparent)
     try:
         result = await runtime.gateway.embed(call)

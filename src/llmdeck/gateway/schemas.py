@@ -45,6 +45,9 @@ class EmbeddingRequest(BaseModel):
     input: str | list[str] = Field(min_length=1)
     # The official client asks for base64 (packed little-endian float32) by default.
     encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Shorter vectors, if the model can."
+    )
     user: str | None = None
 
 

@@ -127,14 +127,26 @@ def chat_call(
 
 
 def embedding_call(
-    principal: Principal, alias: str, inputs: str | list[str], *, source: str
+    principal: Principal,
+    alias: str,
+    inputs: str | list[str],
+    *,
+    source: str,
+    dimensions: int | None = None,
 ) -> Call:
     items = [inputs] if isinstance(inputs, str) else inputs
     if not items or any(not isinstance(t, str) or not t for t in items):
         raise InvalidRequest("input must be a non-empty string or list of them.", param="input")
     if len(items) > 2048:
         raise InvalidRequest("input takes at most 2048 items per request.", param="input")
-    return Call(principal=principal, kind="embedding", alias=alias, inputs=items, source=source)
+    return Call(
+        principal=principal,
+        kind="embedding",
+        alias=alias,
+        inputs=items,
+        source=source,
+        dimensions=dimensions,
+    )
 
 
 def join_trace(call: Call, traceparent: str | None) -> Call:

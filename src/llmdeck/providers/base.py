@@ -132,7 +132,10 @@ class Provider(ABC):
             tool_calls=tool_calls or None,
         )
 
-    async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
+    async def embed(
+        self, model: str, inputs: list[str], *, dimensions: int | None = None
+    ) -> EmbeddingResult:
+        """Embed `inputs`; `dimensions` asks for shorter vectors (refused if impossible)."""
         raise InvalidRequest(f"Provider {self.name!r} does not serve embeddings.", param="model")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing

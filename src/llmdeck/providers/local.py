@@ -136,10 +136,20 @@ class LocalProvider(Provider):
             )
         )
 
-    async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
+    async def embed(
+        self, model: str, inputs: list[str], *, dimensions: int | None = None
+    ) -> EmbeddingResult:
         if model != "all-minilm-l6-v2":
             raise InvalidRequest(
                 f"The local provider has no embedding model {model!r}.", param="model"
+            )
+        if dimensions not in (None, local_models.EMBEDDING_DIMENSIONS):
+            raise InvalidRequest(
+                f"The bundled embedding model gives {local_models.EMBEDDING_DIMENSIONS}-"
+                "dimensional vectors and cannot shorten them. Remove `dimensions`, or call a "
+                "model that can (a gateway route).",
+                param="dimensions",
+                code="unsupported_parameter",
             )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_embedding, self._embed, inputs)

@@ -156,8 +156,13 @@ class OpenAICompatibleProvider(Provider):
                 raise _status_error(response)
             yield response.aiter_lines()
 
-    async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
-        data = await self._post("embeddings", {"model": model, "input": inputs})
+    async def embed(
+        self, model: str, inputs: list[str], *, dimensions: int | None = None
+    ) -> EmbeddingResult:
+        body: dict[str, Any] = {"model": model, "input": inputs}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        data = await self._post("embeddings", body)
         try:
             rows = sorted(data["data"], key=lambda row: row.get("index", 0))
             return EmbeddingResult(
