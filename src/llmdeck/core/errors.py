@@ -12,7 +12,7 @@
     └── UpstreamError                 502  upstream_error
         ├── UpstreamTimeout           504  timeout_error
         ├── UpstreamRejected          502  upstream_error          (401/403: never retried)
-        └── CircuitOpen               503  upstream_error          (every deployment failing)
+        └── CircuitOpen               503  upstream_error          (.retry_after: next probe)
 
 Every error renders as the OpenAI error object, for the gateway and the REST API alike:
 `{"error": {"message", "type", "param", "code"}}`.
@@ -20,6 +20,7 @@ Every error renders as the OpenAI error object, for the gateway and the REST API
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -115,6 +116,15 @@ class CircuitOpen(UpstreamError):
     """Every deployment behind a model is failing; calls fail fast until a probe succeeds."""
 
     status_code = 503
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 # Where FastAPI found a value; it comes first in a request validation error's `loc`.

@@ -76,7 +76,7 @@ class Dispatch:
             )
         else:
             what = f"The model {alias!r} is unavailable: every deployment of it is failing"
-        return _CircuitOpen(
+        return CircuitOpen(
             f"{what}, so calls fail fast until one recovers. Try again in {seconds} s.",
             retry_after=seconds,
         )
@@ -241,20 +241,6 @@ class Dispatch:
         finally:
             self.balancer.ended(deployment)
             await close_stream(stream)
-
-
-class _CircuitOpen(CircuitOpen):
-    """CircuitOpen that tells the client when to retry.
-
-    core.errors.CircuitOpen has no retry_after; it belongs there, as RateLimited has it,
-    and this class can go once it does."""
-
-    def __init__(self, message: str, *, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
 
 
 def _ms(started: float) -> float:
