@@ -110,3 +110,42 @@ def test_a_flash_left_for_one_session_is_not_shown_to_another(admin) -> None:
     assert 'id="new-secret"' not in client.get("/keys").text
     client.cookies.set("llmdeck_flash", "forged", path="/keys")
     assert client.get("/keys").status_code == 200
+
+
+def test_the_prompt_editor_keeps_edits_and_says_what_is_wrong(admin) -> None:
+    client, token = admin
+    new_prompt(client, token)
+    edits = {"system": "Be kind.", "user": "Hi {{ who }}!", "commit_message": "kinder"}
+    page = client.post(
+        "/prompts/greet/versions",
+        data={**edits, "params": "{temperature: 0.2", "from_version": "1", "csrf_token": token},
+    )
+    assert page.status_code == 200  # the editor again, not the prompt list
+    assert 'id="ed-params-error"' in page.text and "Enter a JSON object" in page.text
+    assert "Expecting" not in page.text  # not the parser's own words
+    assert "Be kind.</textarea>" in page.text and 'value="kinder"' in page.text
+    assert 'value="{temperature: 0.2"' in page.text
+    broken = client.post(
+        "/prompts/greet/versions",
+        data={**edits, "user": "Hi {{ who ", "params": "{}", "csrf_token": token},
+    )
+    assert 'id="ed-user-error"' in broken.text and "Hi {{ who </textarea>" in broken.text
+    assert "Save as v2" in client.get("/prompts/greet").text  # nothing was saved
+    saved = client.post("/prompts/greet/versions", data={**edits, "csrf_token": token})
+    assert saved.headers["location"] == "/prompts/greet?v=2"
+    moved = client.post(
+        "/prompts/greet/labels",
+        data={"label": "staging", "version": "9", "from_version": "2", "csrf_token": token},
+    )
+    assert 'id="lb-move_version-error"' in moved.text and "has no version 9" in moved.text
+    assert 'value="staging"' in moved.text
+
+
+def test_the_new_prompt_form_keeps_what_was_typed_on_any_error(admin) -> None:
+    client, token = admin
+    page = new_prompt(client, token, name="bad name!", system="Be brief.", user="Hi {{ x ")
+    assert page.status_code == 200
+    assert 'id="np-name-error"' in page.text and "Use letters, digits" in page.text
+    assert 'id="np-user-error"' in page.text
+    assert 'value="bad name!"' in page.text and "Be brief.</textarea>" in page.text
+    assert "Hi {{ x </textarea>" in page.text

@@ -7,11 +7,11 @@ import asyncio
 import json
 import re
 from typing import Any
-from urllib.parse import quote
 
 import yaml
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
 
 from llmdeck.catalog import service as catalog
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
@@ -138,31 +138,44 @@ def save_version(
     params: str = Form("{}"),
     commit_message: str = Form(""),
     label: str = Form(""),
+    from_version: int | None = Form(None),
     viewer: Viewer = Depends(signed_in),
 ):
     """Save the editor's content as a new immutable version."""
     viewer.require("builder", "change prompts")
+    form = {"system": system, "user": user, "model": model, "params": params}
+    form |= {"commit_message": commit_message, "label": label}
+    errors = _message_errors(system, user)
     try:
         parsed = json.loads(params or "{}")
-        data = PromptVersionCreate(
-            messages=_messages(system, user),
-            model=model or None,
-            params=parsed if isinstance(parsed, dict) else {},
-            commit_message=commit_message,
-            labels=[label.strip()] if label.strip() else [],
-        )
-        with request.app.state.runtime.db.session() as session:
-            row = service.create_version(
-                session,
-                project_id=viewer.project.id,
-                name=name,
-                data=data,
-                role=viewer.role,
-                author=viewer.email,
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        errors["params"] = 'Enter a JSON object, such as {"temperature": 0.2}, or {} for none.'
+    if not errors:
+        try:
+            data = PromptVersionCreate(
+                messages=_messages(system, user),
+                model=model or None,
+                params=parsed,
+                commit_message=commit_message,
+                labels=[label.strip()] if label.strip() else [],
             )
-    except (LLMDeckError, ValueError) as exc:
-        message = getattr(exc, "message", None) or str(exc).splitlines()[0]
-        return RedirectResponse(f"/prompts?error={quote(message)}", status_code=303)
+            with request.app.state.runtime.db.session() as session:
+                row = service.create_version(
+                    session,
+                    project_id=viewer.project.id,
+                    name=name,
+                    data=data,
+                    role=viewer.role,
+                    author=viewer.email,
+                )
+        except ValidationError as exc:
+            errors = {str(e["loc"][0]): e["msg"] for e in exc.errors()}
+        except LLMDeckError as exc:
+            errors["label" if exc.param == "label" else "form"] = exc.message
+    if errors:
+        return _editor(request, viewer, name, v=from_version, form=form, errors=errors)
     return RedirectResponse(f"/prompts/{name}?v={row.version}", status_code=303)
 
 
@@ -175,6 +188,21 @@ def prompt_page(
     error: str = "",
     viewer: Viewer = Depends(signed_in),
 ):
+    errors = {"form": error} if error else None
+    return _editor(request, viewer, name, v=v, diff_from=diff_from, errors=errors)
+
+
+def _editor(
+    request: Request,
+    viewer: Viewer,
+    name: str,
+    *,
+    v: int | None = None,
+    diff_from: int | None = None,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+):
+    """The editor at version `v`, its fields refilled with what was typed when refused."""
     with request.app.state.runtime.db.session() as session:
         prompt = service.get_by_name_or_raise(session, project_id=viewer.project.id, name=name)
         versions = service.versions(session, prompt=prompt)
@@ -186,31 +214,35 @@ def prompt_page(
             diff = service.diff(prompt, older, current)
         public = [service.version_public(prompt, x, labels) for x in versions]
     chosen = next((p for p in public if current and p.version == current.version), None)
-    system = next(
-        (m["content"] for m in (chosen.messages if chosen else []) if m["role"] == "system"), ""
-    )
-    user = next(
-        (m["content"] for m in (chosen.messages if chosen else []) if m["role"] == "user"), ""
-    )
-    steps_yaml = (
-        yaml.safe_dump(chosen.steps, sort_keys=False, allow_unicode=True)
-        if chosen and chosen.steps
-        else ""
-    )
+    messages = chosen.messages if chosen else []
+    values = {
+        "system": next((m["content"] for m in messages if m["role"] == "system"), ""),
+        "user": next((m["content"] for m in messages if m["role"] == "user"), ""),
+        "model": chosen.model if chosen else "",
+        "params": json.dumps(chosen.params if chosen else {}),
+        "commit_message": "",
+        "label": "",
+        "steps": (
+            yaml.safe_dump(chosen.steps, sort_keys=False, allow_unicode=True)
+            if chosen and chosen.steps
+            else ""
+        ),
+        "move_label": "production",
+        "move_version": str(chosen.version) if chosen else "",
+    }
+    values |= form or {}
     context = {
         "prompt": prompt,
-        "steps_yaml": steps_yaml,
         "versions": public,
         "current": chosen,
-        "system": system,
-        "user": user,
+        "values": values,
         "labels": labels,
         "diff": diff,
         "diff_from": diff_from,
         "models": _chat_models(request, viewer),
         "can_edit": viewer.can("builder"),
         "can_label": viewer.can("reviewer"),
-        "error": error,
+        "errors": errors or {},
     }
     return console_of(request).render(request, "prompts/editor.html", context)
 
@@ -221,6 +253,7 @@ def save_chain_version(
     name: str,
     steps: str = Form(...),
     commit_message: str = Form(""),
+    from_version: int | None = Form(None),
     viewer: Viewer = Depends(signed_in),
 ):
     """Save a chain's steps (YAML, loaded with safe_load) as a new version."""
@@ -238,7 +271,9 @@ def save_chain_version(
                 author=viewer.email,
             )
     except LLMDeckError as exc:
-        return RedirectResponse(f"/prompts/{name}?error={quote(exc.message)}", status_code=303)
+        form = {"steps": steps, "commit_message": commit_message}
+        errors = {"steps": exc.message}
+        return _editor(request, viewer, name, v=from_version, form=form, errors=errors)
     return RedirectResponse(f"/prompts/{name}?v={row.version}", status_code=303)
 
 
@@ -250,26 +285,34 @@ def _indent(text: str) -> str:
 def move_label(
     request: Request,
     name: str,
-    label: str = Form(...),
-    version: int = Form(...),
+    label: str = Form(""),
+    version: str = Form(""),
+    from_version: int | None = Form(None),
     viewer: Viewer = Depends(signed_in),
 ):
     """Point a label at a version (a rollback when it is an older one)."""
-    try:
-        with request.app.state.runtime.db.session() as session:
-            prompt = service.get_by_name_or_raise(session, project_id=viewer.project.id, name=name)
-            service.set_label(
-                session,
-                prompt=prompt,
-                label=label.strip(),
-                version=version,
-                role=viewer.role,
-                author=viewer.email,
-            )
-    except LLMDeckError as exc:
-        return RedirectResponse(
-            f"/prompts/{name}?v={version}&error={quote(exc.message)}", status_code=303
-        )
+    errors = {}
+    if not version.strip().isdigit():
+        errors["move_version"] = "Enter a version number, such as 1."
+    if not errors:
+        try:
+            with request.app.state.runtime.db.session() as session:
+                prompt = service.get_by_name_or_raise(
+                    session, project_id=viewer.project.id, name=name
+                )
+                service.set_label(
+                    session,
+                    prompt=prompt,
+                    label=label.strip(),
+                    version=int(version),
+                    role=viewer.role,
+                    author=viewer.email,
+                )
+        except LLMDeckError as exc:
+            errors["move_version" if exc.param == "version" else "move_label"] = exc.message
+    if errors:
+        form = {"move_label": label, "move_version": version}
+        return _editor(request, viewer, name, v=from_version, form=form, errors=errors)
     return RedirectResponse(f"/prompts/{name}?v={version}", status_code=303)
 
 
