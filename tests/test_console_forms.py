@@ -149,3 +149,25 @@ def test_the_new_prompt_form_keeps_what_was_typed_on_any_error(admin) -> None:
     assert 'id="np-user-error"' in page.text
     assert 'value="bad name!"' in page.text and "Be brief.</textarea>" in page.text
     assert "Hi {{ x </textarea>" in page.text
+
+
+def test_labels_that_cannot_follow_an_at_sign_are_refused(admin) -> None:
+    client, token = admin
+    new_prompt(client, token)
+    for label in ["bad label!", "12", "@prod", "-x"]:
+        moved = client.post(
+            "/prompts/greet/labels", data={"label": label, "version": "1", "csrf_token": token}
+        )
+        assert 'id="lb-move_label-error"' in moved.text, label
+        assert "not only digits" in moved.text and "prompt:NAME@LABEL" in moved.text
+    saved = client.post(
+        "/prompts/greet/versions",
+        data={"user": "Hi", "commit_message": "x", "label": "bad label!", "csrf_token": token},
+    )
+    assert 'id="ed-label-error"' in saved.text and 'value="bad label!"' in saved.text
+    editor = client.get("/prompts/greet").text
+    assert "Save as v2" in editor and "No labels yet." in editor
+    ok = client.post(
+        "/prompts/greet/labels", data={"label": "canary.2", "version": "1", "csrf_token": token}
+    )
+    assert ok.status_code == 303 and "canary.2 → v1" in client.get("/prompts/greet").text
