@@ -105,7 +105,9 @@ def test_prompt_editor_experiments_and_review_pages(echo) -> None:
             "/prompts/tidy/chain-versions",
             data={"csrf_token": csrf_of(page), "steps": "- {type: shell}", "commit_message": "x"},
         )
-        assert "error=" in bad.headers["location"]
+        # Refused in place: the steps as typed, the reason under them.
+        assert bad.status_code == 200 and 'id="ch-steps-error"' in bad.text
+        assert "- {type: shell}</textarea>" in bad.text and 'value="x"' in bad.text
         # Start an experiment from the console and watch it finish.
         from llmdeck.evals import datasets
 
