@@ -145,6 +145,10 @@ def test_prompt_editor_experiments_and_review_pages(echo) -> None:
         assert "Hello Ada!" in detail and "exact_match 1.00" in detail
         compare = c.get(f"/experiments/compare?ids={exp_id}").text
         assert 'id="per-metric"' in compare and "exact_match" in compare
+        # Nothing ticked: the list again, saying what to do, not a dead-end 400.
+        none = c.get("/experiments/compare")
+        assert none.status_code == 200 and 'role="alert"' in none.text
+        assert "Tick the experiments to compare" in none.text and exp_id in none.text
         assert "names" in c.get("/datasets").text
         page = c.get("/datasets/names").text
         assert "Hello Bo!" in page

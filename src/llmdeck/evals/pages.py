@@ -40,6 +40,10 @@ def _db(request: Request):
 
 @pages.router.get("/experiments")
 def experiments_page(request: Request, error: str = "", viewer: Viewer = Depends(signed_in)):
+    return _experiments(request, viewer, error)
+
+
+def _experiments(request: Request, viewer: Viewer, error: str = ""):
     with _db(request).session() as session:
         rows = [
             service.to_public(session, e)
@@ -99,6 +103,10 @@ def compare_page(
     request: Request, ids: list[str] = Query(default=[]), viewer: Viewer = Depends(signed_in)
 ):
     flat = [i for value in ids for i in value.split(",") if i]
+    if not flat:  # "Compare selected" with nothing ticked: say so on the list itself
+        return _experiments(
+            request, viewer, "Tick the experiments to compare, then press Compare selected again."
+        )
     with _db(request).session() as session:
         result = service.compare(session, project_id=viewer.project.id, experiment_ids=flat)
     return console_of(request).render(request, "evals/compare.html", {"c": result})
