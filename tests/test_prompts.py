@@ -119,6 +119,10 @@ def test_gateway_serves_prompt_by_label_and_records_the_version(echo) -> None:
             # Moving the label (or rolling it back) shows on the very next call.
             moved = await gw.client.put("/api/prompts/say/labels/production", json={"version": 2})
             assert moved.status_code == 200
+            # A label prompt:NAME@LABEL could not name is refused, by the API as by the console.
+            for bad in ("bad label!", "12"):
+                refused = await gw.client.put(f"/api/prompts/say/labels/{bad}", json={"version": 1})
+                assert refused.status_code == 400 and refused.json()["error"]["param"] == "label"
             response = await gw.client.post("/v1/chat/completions", json=body)
             assert response.json()["choices"][0]["message"]["content"] == "Shout cheese"
             # An explicit version, and a missing variable as a clear 400.

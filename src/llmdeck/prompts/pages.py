@@ -21,23 +21,12 @@ from llmdeck.gateway.schemas import ChatCompletionRequest
 from llmdeck.gateway.service import chat_call
 from llmdeck.prompts import chains, service
 from llmdeck.prompts.rendering import messages_variables
-from llmdeck.prompts.schemas import LABEL, NAME, Message, PromptVersionCreate
+from llmdeck.prompts.schemas import NAME, Message, PromptVersionCreate
 
 pages = PageSet("prompts", __file__)
 pages.nav("Prompts", "/prompts", section="Build", order=15, icon="file")
 MAX_MODELS = 3
 NAME_RULE = "Use letters, digits, '.', '_' or '-', starting with a letter or digit."
-LABEL_RULE = (
-    "Use letters, digits, '.', '_' or '-', starting with a letter or digit, and not only "
-    "digits (prompt:NAME@3 means version 3), so that prompt:NAME@LABEL can name it."
-)
-
-
-def _label_error(label: str) -> str | None:
-    """Why `label` cannot be used in prompt:NAME@LABEL (service.parse_ref), if it cannot."""
-    if not re.fullmatch(LABEL, label) or label.isdigit() or len(label) > 100:
-        return LABEL_RULE
-    return None
 
 
 def _chat_models(request: Request, viewer: Viewer) -> list[str]:
@@ -163,7 +152,7 @@ def save_version(
         parsed = None
     if not isinstance(parsed, dict):
         errors["params"] = 'Enter a JSON object, such as {"temperature": 0.2}, or {} for none.'
-    if label.strip() and (problem := _label_error(label.strip())):
+    if label.strip() and (problem := service.label_problem(label.strip())):
         errors["label"] = problem
     if not errors:
         try:
@@ -305,7 +294,7 @@ def move_label(
 ):
     """Point a label at a version (a rollback when it is an older one)."""
     errors = {}
-    if problem := _label_error(label.strip()):
+    if problem := service.label_problem(label.strip()):
         errors["move_label"] = problem
     if not version.strip().isdigit():
         errors["move_version"] = "Enter a version number, such as 1."

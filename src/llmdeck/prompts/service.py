@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 import yaml
@@ -16,6 +17,7 @@ from llmdeck.identity.roles import require
 from llmdeck.prompts.models import Prompt, PromptChanges, PromptLabel, PromptVersion
 from llmdeck.prompts.rendering import messages_variables, render_messages
 from llmdeck.prompts.schemas import (
+    LABEL,
     PromptPublic,
     PromptVersionCreate,
     PromptVersionPublic,
@@ -220,6 +222,19 @@ def create_version(
     return row
 
 
+LABEL_RULE = (
+    "Use letters, digits, '.', '_' or '-', starting with a letter or digit, and not only "
+    "digits (prompt:NAME@3 means version 3), so that prompt:NAME@LABEL can name it."
+)
+
+
+def label_problem(label: str) -> str | None:
+    """Why `label` cannot be used in prompt:NAME@LABEL (parse_ref), if it cannot."""
+    if not re.fullmatch(LABEL, label) or label.isdigit() or len(label) > 100:
+        return LABEL_RULE
+    return None
+
+
 def set_label(
     session: Session,
     *,
@@ -232,6 +247,8 @@ def set_label(
     """Point a label at a version (rollback is moving it back); production needs builder."""
     if label == LATEST:
         raise InvalidRequest("`latest` always means the newest version; it cannot be moved.")
+    if problem := label_problem(label):
+        raise InvalidRequest(f"Label {label!r}: {problem}", param="label")
     require(role, "builder" if label == PRODUCTION else "reviewer", f"move the {label!r} label")
     target = get_version_or_raise(session, prompt=prompt, version=version)
     row = session.get(PromptLabel, (prompt.id, label))
