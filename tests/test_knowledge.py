@@ -436,6 +436,24 @@ def test_cli_adds_a_folder_with_progress_and_searches_it(tmp_path: Path) -> None
     assert '"name": "notes"' in listed.output and '"document_count": 2' in listed.output
 
 
+def test_cli_refuses_a_second_file_of_the_same_name_in_a_folder(tmp_path: Path) -> None:
+    """Documents are named by base name: sub/faq.txt would silently replace faq.txt."""
+    from typer.testing import CliRunner
+
+    from llmdeck.cli.main import app
+
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "faq.txt").write_bytes(FAQ)
+    (docs / "sub" / "faq.txt").write_bytes(GUIDE)
+    result = CliRunner().invoke(app, ["kb", "add", "twins", str(docs)])
+    assert result.exit_code == 1, result.output
+    assert f"refused {docs / 'sub' / 'faq.txt'}: its name 'faq.txt' is already taken by" in (
+        " ".join(result.output.split())
+    )
+    assert "1 new or changed, 0 unchanged, 1 refused" in result.output
+
+
 def test_console_pages_upload_show_status_and_ask(db: Database, settings: Settings) -> None:
     from tests.test_console import add_user, page_csrf, sign_in
 

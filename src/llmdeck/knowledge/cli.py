@@ -137,13 +137,23 @@ def _store(principal: Principal, name: str, path: Path, files: list[Path]) -> _S
                 session, project_id=principal.project_id, data=KnowledgeBaseCreate(name=name)
             )
         stored = _Stored(kb_id=target.id)
+        named: dict[str, Path] = {}  # document name -> the file stored under it
         for file in files:
             try:
+                # A document is named by its file's base name: a second file of the same
+                # name elsewhere in the folder would silently replace the first.
+                document_name = parsing.safe_name(file.name)
+                if document_name in named:
+                    raise InvalidRequest(
+                        f"its name {document_name!r} is already taken by {named[document_name]}; "
+                        "rename one of them"
+                    )
+                named[document_name] = file
                 document, changed = service.add_document(
                     session,
                     settings=settings,
                     kb=target,
-                    name=str(file.relative_to(path)) if path.is_dir() else file.name,
+                    name=document_name,
                     data=file.read_bytes(),
                 )
             except InvalidRequest as exc:
