@@ -366,18 +366,19 @@ def test_domains_extend_the_navigation_by_role_and_section(app) -> None:
     assert sections("viewer") == [
         ("Build", ["Models"]),
         ("Observe", ["Requests"]),
+        ("Settings", ["People"]),
         ("Insights", ["Reports"]),
     ]
     assert sections("admin") == [
         ("Build", ["Playground", "Models"]),
         ("Evaluate", ["Scorecards"]),
         ("Observe", ["Requests"]),
-        ("Settings", ["API keys"]),
+        ("Settings", ["People", "API keys"]),
         ("Insights", ["Reports"]),
     ]
     # The app mounts every domain's pages through the same registry.
     labels = {i.label for _, items in app.state.console.nav_for("admin") for i in items}
-    assert {"Playground", "Models", "Requests", "API keys"} <= labels
+    assert {"Playground", "Models", "Requests", "People", "API keys"} <= labels
 
 
 def test_a_request_not_recorded_yet_is_looked_up_again(app, client) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -78,6 +78,10 @@ def create_user(session: Session, *, data: UserCreate) -> User:
     return user
 
 
+def get_user(session: Session, *, user_id: str) -> User | None:
+    return session.get(User, user_id)
+
+
 def get_user_by_email(session: Session, *, email: str) -> User | None:
     return session.scalar(select(User).where(User.email == email.strip().lower()))
 
@@ -128,9 +132,52 @@ def add_member(session: Session, *, user: User, project: Project, role: str) -> 
         membership = Membership(user_id=user.id, project_id=project.id, role=role)
         session.add(membership)
     else:
+        if membership.role == "admin" and role != "admin":
+            _keep_an_admin(session, user=user, project=project, change="change the role of")
         membership.role = role
     session.flush()
     return membership
+
+
+def list_members(session: Session, *, project: Project) -> list[tuple[User, str]]:
+    """The project's members with their role, by email."""
+    rows = session.execute(
+        select(User, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.project_id == project.id)
+        .order_by(User.email)
+    )
+    return [(u, r) for u, r in rows]
+
+
+def remove_member(session: Session, *, user: User, project: Project) -> None:
+    """Take `user` out of `project` (their account stays)."""
+    membership = session.scalar(
+        select(Membership).where(Membership.user_id == user.id, Membership.project_id == project.id)
+    )
+    if membership is None:
+        raise NotFound(f"{user.email} is not a member of {project.name}.", param="email")
+    if membership.role == "admin":
+        _keep_an_admin(session, user=user, project=project, change="remove")
+    session.delete(membership)
+    session.flush()
+
+
+def _keep_an_admin(session: Session, *, user: User, project: Project, change: str) -> None:
+    # Without an admin member nobody but a superuser could manage the project again.
+    others = session.scalar(
+        select(func.count(Membership.id)).where(
+            Membership.project_id == project.id,
+            Membership.role == "admin",
+            Membership.user_id != user.id,
+        )
+    )
+    if not others:
+        raise Conflict(
+            f"Cannot {change} {user.email}: they are the last admin of {project.name}. "
+            "Make someone else admin first.",
+            param="role",
+        )
 
 
 def role_of(session: Session, *, user: User, project: Project) -> str | None:
