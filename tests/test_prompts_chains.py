@@ -88,3 +88,72 @@ def test_chain_runs_steps_as_child_spans(echo) -> None:
             assert as_prompt.status_code == 400 and "chain" in as_prompt.json()["error"]["message"]
 
     asyncio.run(scenario())
+
+
+def test_console_creates_a_chain_then_runs_it_step_by_step(db, settings, upstream) -> None:
+    """New chain takes the pushed YAML; Run fills the variables its prompts need."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from llmdeck.app import create_app
+    from llmdeck.catalog import service as catalog
+    from llmdeck.catalog.schemas import ModelCreate
+    from tests.test_console import add_user, page_csrf, sign_in
+
+    upstream.default = {"kind": "ok", "text": "please sit down"}
+    with TestClient(create_app(settings), follow_redirects=False) as http:
+        add_user(http.app, "b@x.io", "builder")
+        add_user(http.app, "v@x.io", "viewer")
+        with http.app.state.runtime.db.session() as session:
+            catalog.create(
+                session,
+                settings=http.app.state.runtime.settings,
+                data=ModelCreate(alias="up", upstream_name="up-1", base_url=upstream.url),
+            )
+        sign_in(http, "b@x.io")
+        token = page_csrf(http, "/prompts")
+        prompt = {"name": "rewrite", "user": "please {{ text }}", "model": "up"}
+        assert http.post("/prompts", data={**prompt, "csrf_token": token}).status_code == 303
+        # A definition with a mistake comes back as typed, with what to fix under the box.
+        broken = CHAIN.replace("type: transform", "type: shell")
+        refused = http.post("/prompts/chains", data={"definition": broken, "csrf_token": token})
+        assert refused.status_code == 200
+        assert "Step 2: type must be one of prompt, retrieval, transform." in refused.text
+        assert "type: shell" in refused.text and refused.text.count('class="field-error"') == 1
+        created = http.post(
+            "/prompts/chains",
+            data={"definition": CHAIN.replace("@production", "@1"), "csrf_token": token},
+        )
+        assert created.status_code == 303 and created.headers["location"] == "/prompts/polite?v=1"
+        again = http.post("/prompts/chains", data={"definition": CHAIN, "csrf_token": token})
+        assert "A prompt or chain named polite already exists" in again.text
+        page = http.get("/prompts/polite?v=1").text
+        assert 'id="chain-run"' in page and 'name="var.text"' in page  # rewrite needs `text`
+        ran = http.post(
+            "/prompts/polite/runs",
+            data={"version": "1", "var.text": "sit down", "csrf_token": token},
+            headers={"HX-Request": "true"},
+        )
+        assert ran.status_code == 200 and ran.text.lstrip().startswith("<form")
+        assert "prompt rewrite@1 → draft" in ran.text and "transform → final" in ran.text
+        assert '<strong id="run-output">PLEASE SIT DOWN (CHECKED)</strong>' in ran.text
+        assert ">sit down</textarea>" in ran.text  # what was typed stays
+        assert "please sit down" in upstream.requests[-1]["messages"][-1]["content"]
+        trace = re.search(r'id="run-trace" href="(/requests/\w+)"', ran.text).group(1)
+        http.app.state.runtime.writer.flush()
+        assert "chain polite" in http.get(trace).text
+        # A failing step says why, with the trace of the failed run.
+        upstream.default = {"kind": "status", "code": 500}
+        failed = http.post("/prompts/polite/runs", data={"version": "1", "csrf_token": token})
+        assert failed.status_code == 200 and 'id="run-error"' in failed.text
+        assert 'id="chain-editor"' in failed.text  # without htmx: the whole page
+        http.cookies.clear()
+        sign_in(http, "v@x.io")
+        token = page_csrf(http, "/prompts")
+        assert "Running a chain needs the builder role." in http.get("/prompts/polite").text
+        form = {"version": "1", "var.text": "x", "csrf_token": token}
+        assert http.post("/prompts/polite/runs", data=form).status_code == 403
+        form = {"definition": CHAIN.replace("polite", "p3"), "csrf_token": token}
+        assert http.post("/prompts/chains", data=form).status_code == 403
+        assert 'id="new-chain"' not in http.get("/prompts").text

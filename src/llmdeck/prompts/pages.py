@@ -1,5 +1,6 @@
 """Console pages of prompts: the list, and an editor with version history, diff, labels and
-"try it" across models (through the gateway, like the playground)."""
+"try it" across models (through the gateway, like the playground); chains are created from
+the same YAML the API and CLI push, and run from their page."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from llmdeck.catalog import service as catalog
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError
+from llmdeck.core.ids import new_trace_id
 from llmdeck.gateway.schemas import ChatCompletionRequest
 from llmdeck.gateway.service import chat_call
 from llmdeck.prompts import chains, service
-from llmdeck.prompts.rendering import messages_variables
+from llmdeck.prompts.rendering import messages_variables, variables_of
 from llmdeck.prompts.schemas import NAME, Message, PromptVersionCreate
 
 pages = PageSet("prompts", __file__)
@@ -54,7 +56,7 @@ def _list_page(request: Request, viewer: Viewer, *, form=None, errors=None):
         "prompts": rows,
         "models": _chat_models(request, viewer),
         "can_edit": viewer.can("builder"),
-        "form": form or {"commit_message": "First version"},
+        "form": {"commit_message": "First version", "definition": "", **(form or {})},
         "errors": errors or {},
     }
     return console_of(request).render(request, "prompts/list.html", context)
@@ -203,6 +205,8 @@ def _editor(
     diff_from: int | None = None,
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
+    run: dict[str, Any] | None = None,
+    partial: bool = False,
 ):
     """The editor at version `v`, its fields refilled with what was typed when refused."""
     with request.app.state.runtime.db.session() as session:
@@ -215,6 +219,11 @@ def _editor(
             older = service.get_version_or_raise(session, prompt=prompt, version=diff_from)
             diff = service.diff(prompt, older, current)
         public = [service.version_public(prompt, x, labels) for x in versions]
+        inputs = (
+            _chain_inputs(session, viewer.project.id, current.steps or [], current.variables or [])
+            if current is not None and prompt.kind == "chain"
+            else []
+        )
     chosen = next((p for p in public if current and p.version == current.version), None)
     messages = chosen.messages if chosen else []
     values = {
@@ -245,8 +254,11 @@ def _editor(
         "can_edit": viewer.can("builder"),
         "can_label": viewer.can("reviewer"),
         "errors": errors or {},
+        "inputs": inputs,
+        "run": run or {},
     }
-    return console_of(request).render(request, "prompts/editor.html", context)
+    template = "prompts/_run.html" if partial else "prompts/editor.html"
+    return console_of(request).render(request, template, context)
 
 
 @pages.router.post("/prompts/{name}/chain-versions", dependencies=[Depends(csrf_protected)])
@@ -370,3 +382,107 @@ async def try_prompt(
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@pages.router.post("/prompts/chains", dependencies=[Depends(csrf_protected)])
+def create_chain(request: Request, definition: str = Form(""), viewer: Viewer = Depends(signed_in)):
+    """Create a chain from the YAML definition `POST /api/chains` and `chains push` take."""
+    viewer.require("builder", "change chains")
+    problem, name = None, ""
+    try:
+        name, data = chains.load_yaml(definition)
+        if not isinstance(name, str) or not re.fullmatch(NAME, name) or len(name) > 200:
+            problem = f"name: {NAME_RULE}"
+        else:
+            with request.app.state.runtime.db.session() as session:
+                # The API's push adds versions to an existing chain; this form only creates.
+                if service.get_by_name(session, project_id=viewer.project.id, name=name):
+                    problem = (
+                        f"A prompt or chain named {name} already exists. Open it to save a new "
+                        "version, or change `name`."
+                    )
+                else:
+                    service.create_version(
+                        session,
+                        project_id=viewer.project.id,
+                        name=name,
+                        data=data,
+                        role=viewer.role,
+                        author=viewer.email,
+                    )
+    except ValidationError as exc:
+        problem = _definition_problem(exc)
+    except LLMDeckError as exc:
+        problem = exc.message
+    if problem:
+        form = {"definition": definition}
+        return _list_page(request, viewer, form=form, errors={"definition": problem})
+    return RedirectResponse(f"/prompts/{name}?v=1", status_code=303)
+
+
+def _definition_problem(exc: ValidationError) -> str:
+    """What to fix in a chain definition that PromptVersionCreate refused, in YAML terms."""
+    first = exc.errors()[0]
+    where = first["loc"]
+    if where[0] == "steps" and len(where) > 1 and isinstance(where[1], int):
+        return (
+            f"Step {where[1] + 1}: write each step as a mapping, such as "
+            "{type: prompt, prompt: NAME@LABEL, output: answer}."
+        )
+    return f"{'.'.join(str(x) for x in where)}: {first['msg']}."
+
+
+def _chain_inputs(session, project_id: str, steps: list[dict[str, Any]], declared: list[str]):
+    """The variables a run asks for: the chain's own, plus what its prompts need from it."""
+    needed, produced = list(declared), set()
+    for i, step in enumerate(steps):
+        if step.get("type") == "prompt" and isinstance(step.get("prompt"), str):
+            try:
+                name, label, number = service.parse_ref(step["prompt"])
+                _, row = service.resolve(
+                    session, project_id=project_id, name=name, label=label, version=number
+                )
+                wanted = set(row.variables or []) - produced
+            except LLMDeckError:  # the run will say what is missing
+                wanted = set()
+            needed += sorted(wanted - set(needed))
+        for key in ("query", "template"):
+            if isinstance(step.get(key), str):
+                needed += sorted(variables_of(step[key]) - produced - set(needed))
+        produced.add(step.get("output") or f"step{i + 1}")
+    return needed
+
+
+@pages.router.post("/prompts/{name}/runs", dependencies=[Depends(csrf_protected)])
+async def run_chain(request: Request, name: str, viewer: Viewer = Depends(signed_in)):
+    """Run a chain version through the same function as `POST /api/chains/{name}/runs`."""
+    viewer.require("builder", "run chains")
+    form = await request.form()
+    version = str(form.get("version", ""))
+    values = {k[4:]: str(v) for k, v in form.items() if k.startswith("var.")}
+    ref = f"{name}@{version}" if version.isdigit() else name
+    run: dict[str, Any] = {"values": values, "trace_id": new_trace_id()}
+    runtime = request.app.state.runtime
+    try:
+        result = await chains.run_chain(
+            runtime, viewer.principal, ref, values, source="console", trace_id=run["trace_id"]
+        )
+        with runtime.db.session() as session:
+            _, row = service.resolve(
+                session, project_id=viewer.project.id, name=name, version=result.version
+            )
+            labels = [
+                f"{s.get('type')} {s.get('prompt') or s.get('knowledge_base') or ''}".strip()
+                + f" → {s.get('output') or f'step{i + 1}'}"
+                for i, s in enumerate(row.steps or [])
+            ]
+        run["steps"] = [
+            {"label": label, "output": s.output, "latency_ms": s.latency_ms}
+            for label, s in zip(labels, result.steps, strict=False)
+        ]
+        run["output"], run["version"] = result.output, result.version
+    except LLMDeckError as exc:
+        run["error"] = exc.message
+    chosen = int(version) if version.isdigit() else None
+    partial = bool(request.headers.get("hx-request"))  # htmx swaps in just the run panel
+    return _editor(request, viewer, name, v=chosen, run=run, partial=partial)
