@@ -366,14 +366,14 @@ def test_domains_extend_the_navigation_by_role_and_section(app) -> None:
     assert sections("viewer") == [
         ("Build", ["Models"]),
         ("Observe", ["Requests"]),
-        ("Settings", ["People"]),
+        ("Settings", ["Gateway", "People"]),
         ("Insights", ["Reports"]),
     ]
     assert sections("admin") == [
         ("Build", ["Playground", "Models"]),
         ("Evaluate", ["Scorecards"]),
         ("Observe", ["Requests"]),
-        ("Settings", ["People", "API keys"]),
+        ("Settings", ["Gateway", "People", "API keys"]),
         ("Insights", ["Reports"]),
     ]
     # The app mounts every domain's pages through the same registry.

@@ -22,6 +22,7 @@ from llmdeck.catalog import service as catalog
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.shell import PageSet, console_of, format_money, format_ms
 from llmdeck.core.errors import LLMDeckError
+from llmdeck.gateway.config_pages import router as config_router
 from llmdeck.gateway.schemas import ChatCompletionRequest, ChatMessage
 from llmdeck.gateway.service import chat_call
 from llmdeck.providers.base import ChatChunk
@@ -29,6 +30,8 @@ from llmdeck.providers.base import ChatChunk
 logger = logging.getLogger(__name__)
 pages = PageSet("gateway", __file__)
 pages.nav("Playground", "/playground", section="Build", min_role="builder", order=10, icon="chat")
+pages.nav("Gateway", "/gateway", section="Settings", order=88, icon="shield")
+pages.router.include_router(config_router)  # routes, limits, cache, YAML: config_pages.py
 
 MAX_MODELS = 3
 
