@@ -395,3 +395,62 @@ def test_playground_tries_a_registered_prompt_on_several_models(upstream) -> Non
         assert "Could not read the variables" in bad
         r = c.post("/playground/stream", json={"model": "up-a"}, headers={"X-CSRF-Token": token})
         assert r.status_code == 400 and "pick a prompt" in r.text
+
+
+def test_datasets_are_made_imported_and_added_to_in_the_console(database_url) -> None:
+    app = create_app(get_settings())
+    with TestClient(app, follow_redirects=False) as c:
+        add_user(app, "b@example.com", "builder")
+        add_user(app, "v@example.com", "viewer")
+        sign_in(c, "b@example.com")
+        token = csrf_of(c.get("/datasets").text)
+        # A bad name is refused with one message, and what was typed stays.
+        bad = c.post(
+            "/datasets", data={"csrf_token": token, "name": "no spaces", "description": "kept"}
+        )
+        assert "Start with a letter or digit" in bad.text
+        assert 'value="no spaces"' in bad.text and 'value="kept"' in bad.text
+        assert bad.text.count('class="field-error"') == 1
+        made = c.post("/datasets", data={"csrf_token": token, "name": "faq", "description": "Q"})
+        assert made.status_code == 303 and made.headers["location"] == "/datasets/faq"
+        again = c.post("/datasets", data={"csrf_token": token, "name": "faq"})
+        assert "already exists" in again.text
+        # Add one item by hand, then import a CSV file into it.
+        item = {"csrf_token": token, "input": "What is 2+2?", "expected": "4"}
+        added = c.post("/datasets/faq/items", data=item)
+        assert added.headers["location"] == "/datasets/faq?added=1&via=form"
+        empty = c.post("/datasets/faq/items", data={"csrf_token": token, "expected": "kept"})
+        assert "Write the input" in empty.text and ">kept</textarea>" in empty.text
+        csv_file = ("qa.csv", b"question,expected\nCapital of France?,Paris\nOf Italy?,Rome\n")
+        imported = c.post(
+            "/datasets/faq/import", data={"csrf_token": token}, files={"file": csv_file}
+        )
+        assert imported.headers["location"] == "/datasets/faq?added=2&via=file"
+        page = c.get(imported.headers["location"]).text
+        assert "Imported 2 items from the file as version 2" in page
+        assert "Capital of France?" in page and "What is 2+2?" in page
+        # A bad file says which line is wrong; a new name imports as a new dataset.
+        broken = ("bad.jsonl", b'{"input": {"q": "ok"}}\nnot json\n')
+        page = c.post(
+            "/datasets/import", data={"csrf_token": token, "name": "more"}, files={"file": broken}
+        )
+        assert "Line 2 is not JSON" in page.text and 'value="more"' in page.text
+        good = ("ok.jsonl", b'{"input": {"q": "hi"}, "expected": "hello"}\n')
+        r = c.post(
+            "/datasets/import", data={"csrf_token": token, "name": "more"}, files={"file": good}
+        )
+        assert r.headers["location"] == "/datasets/more?added=1&via=file"
+        with app.state.runtime.db.session() as session:
+            from llmdeck.evals import datasets
+
+            faq = datasets.get_by_name(session, project_id=_project_id(session), name="faq")
+            assert (faq.version, datasets.count(session, dataset=faq)) == (2, 3)
+        # A viewer sees the datasets but cannot change them.
+        c.cookies.clear()
+        sign_in(c, "v@example.com")
+        page = c.get("/datasets/faq").text
+        assert 'id="add-item"' not in page and 'id="new-dataset"' not in c.get("/datasets").text
+        token = csrf_of(page)
+        assert c.post("/datasets", data={"csrf_token": token, "name": "x"}).status_code == 403
+        refused = c.post("/datasets/faq/items", data={"csrf_token": token, "input": "x"})
+        assert refused.status_code == 403

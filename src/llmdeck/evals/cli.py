@@ -251,13 +251,15 @@ def datasets_import(
     """Add a file's items as a new version (creating the dataset if needed)."""
     fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
     with db_session() as session:
-        pid = _project_id(session, project)
-        items = ds.parse(path.read_text(encoding="utf-8-sig"), fmt)
-        dataset = ds.get_by_name(session, project_id=pid, name=name) or ds.create(
-            session, project_id=pid, name=name
+        dataset, added = ds.import_items(
+            session,
+            project_id=_project_id(session, project),
+            name=name,
+            text=path.read_text(encoding="utf-8-sig"),
+            fmt=fmt,
         )
-        version = ds.change(session, dataset=dataset, add=items)
-    console.print(f"Dataset [bold]{name}[/bold] is now version {version} (+{len(items)} items).")
+        version = dataset.version
+    console.print(f"Dataset [bold]{name}[/bold] is now version {version} (+{added} items).")
 
 
 @datasets.command("add-traces")

@@ -185,20 +185,49 @@ def parse(text: str, fmt: str) -> list[ItemCreate]:
     else:
         raise InvalidRequest("Format must be csv or jsonl.", param="format")
     out = []
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
         variables = row.get("input") if isinstance(row.get("input"), dict) else None
         if variables is None:
             variables = {k: v for k, v in row.items() if k not in RESERVED}
             if "input" in row and not isinstance(row["input"], dict):
                 variables["input"] = row["input"]
-        out.append(
-            ItemCreate(
-                input=variables,
-                expected=row.get("expected"),
-                metadata=row.get("metadata") or {},
+        try:
+            item = ItemCreate(
+                input=variables, expected=row.get("expected"), metadata=row.get("metadata") or {}
             )
-        )
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(p) for p in problem["loc"])
+            raise InvalidRequest(f"Row {number}: {where}: {problem['msg']}.") from None
+        out.append(item)
     return out
+
+
+def import_items(
+    session: Session, *, project_id: str, name: str, text: str, fmt: str
+) -> tuple[Dataset, int]:
+    """Add a CSV or JSONL file's items as a new version of `name`, made first if missing;
+    returns the dataset and how many items were added (the API, CLI and console import)."""
+    new = parse(text, fmt)
+    if not new:
+        raise InvalidRequest("The file has no items.", param="file")
+    dataset = get_by_name(session, project_id=project_id, name=name)
+    if dataset is None:
+        dataset = create(session, project_id=project_id, name=_usable_name(name))
+    change(session, dataset=dataset, add=new)
+    return dataset, len(new)
+
+
+def _usable_name(name: str) -> str:
+    try:
+        DatasetCreate(name=name)  # the same rules as POST /api/datasets
+    except ValidationError:
+        raise InvalidRequest(
+            f"{name!r} is not a usable dataset name: start with a letter or digit, then "
+            "letters, digits, '.', '_' or '-'.",
+            param="name",
+        ) from None
+    return name
 
 
 def dump(rows: list[DatasetItem], fmt: str) -> str:
@@ -293,14 +322,6 @@ def add_traces(
         session, project_id=project_id, trace_ids=ids, use_output_as_expected=use_output_as_expected
     )
     if dataset is None:
-        try:
-            DatasetCreate(name=name)  # the same rules as POST /api/datasets
-        except ValidationError:
-            raise InvalidRequest(
-                f"{name!r} is not a usable dataset name: start with a letter or digit, then "
-                "letters, digits, '.', '_' or '-'.",
-                param="name",
-            ) from None
-        dataset = create(session, project_id=project_id, name=name)
+        dataset = create(session, project_id=project_id, name=_usable_name(name))
     change(session, dataset=dataset, add=new)
     return dataset, len(new)

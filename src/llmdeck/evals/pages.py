@@ -3,11 +3,13 @@ datasets, and review queues where experts score with the keyboard."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import Depends, Form, Query, Request
+from fastapi import Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.shell import PageSet, console_of
@@ -15,7 +17,7 @@ from llmdeck.core.errors import LLMDeckError
 from llmdeck.core.registry import plugins
 from llmdeck.evals import datasets, review, service
 from llmdeck.evals.router import start_in_background
-from llmdeck.evals.schemas import ExperimentCreate, ReviewSubmit
+from llmdeck.evals.schemas import DatasetCreate, ExperimentCreate, ItemCreate, ReviewSubmit
 
 pages = PageSet("evals", __file__)
 pages.nav("Experiments", "/experiments", section="Build", order=40, icon="chart")
@@ -133,12 +135,7 @@ def experiment_page(request: Request, experiment_id: str, viewer: Viewer = Depen
 
 @pages.router.get("/datasets")
 def datasets_page(request: Request, viewer: Viewer = Depends(signed_in)):
-    with _db(request).session() as session:
-        rows = [
-            datasets.to_public(session, d)
-            for d in datasets.list(session, project_id=viewer.project.id)
-        ]
-    return console_of(request).render(request, "evals/datasets.html", {"datasets": rows})
+    return _datasets_page(request, viewer)
 
 
 @pages.router.get("/datasets/{name}")
@@ -148,7 +145,14 @@ def dataset_page(
     version: int | None = None,
     error: str = "",
     added: int = 0,
+    via: str = "",
     viewer: Viewer = Depends(signed_in),
+):
+    return _dataset_page(request, viewer, name, version, error=error, added=added, via=via)
+
+
+def _dataset_page(
+    request: Request, viewer: Viewer, name: str, version=None, *, form=None, errors=None, **kw
 ):
     with _db(request).session() as session:
         dataset = datasets.get_by_name_or_raise(session, project_id=viewer.project.id, name=name)
@@ -161,9 +165,12 @@ def dataset_page(
         "d": public,
         "items": items,
         "version": version or public.version,
-        "error": error,
-        "added": added,
+        "error": kw.get("error", ""),
+        "added": kw.get("added", 0),
+        "via": kw.get("via", ""),
         "can_edit": viewer.can("builder"),
+        "form": form or {},
+        "errors": errors or {},
     }
     return console_of(request).render(request, "evals/dataset.html", context)
 
@@ -277,3 +284,138 @@ def submit_review(
             reviewer=viewer.email,
         )
     return RedirectResponse(f"/review/{name}", status_code=303)
+
+
+# Making datasets in the console: new, import a file, add an item ---------------------------
+
+NAME_RULE = "Start with a letter or digit, then letters, digits, '.', '_' or '-'."
+
+
+def _datasets_page(request: Request, viewer: Viewer, *, form=None, errors=None):
+    with _db(request).session() as session:
+        rows = [
+            datasets.to_public(session, d)
+            for d in datasets.list(session, project_id=viewer.project.id)
+        ]
+    context = {
+        "datasets": rows,
+        "can_edit": viewer.can("builder"),
+        "form": form or {},
+        "errors": errors or {},
+    }
+    return console_of(request).render(request, "evals/datasets.html", context)
+
+
+@pages.router.post("/datasets", dependencies=[Depends(csrf_protected)])
+def create_dataset(
+    request: Request,
+    name: str = Form(""),
+    description: str = Form(""),
+    viewer: Viewer = Depends(signed_in),
+):
+    """An empty dataset; its page offers adding items and importing a file."""
+    viewer.require("builder", "change datasets")
+    form = {"name": name.strip(), "description": description}
+    try:
+        data = DatasetCreate(name=form["name"], description=description)
+        with _db(request).session() as session:
+            datasets.create(
+                session, project_id=viewer.project.id, name=data.name, description=data.description
+            )
+    except ValidationError as exc:
+        fields = {e["loc"][0] for e in exc.errors()}
+        errors = {"name": NAME_RULE} if "name" in fields else {}
+        if "description" in fields:
+            errors["description"] = "Keep the description under 2,000 characters."
+        return _datasets_page(request, viewer, form=form, errors=errors)
+    except LLMDeckError as exc:
+        return _datasets_page(request, viewer, form=form, errors={"name": exc.message})
+    return RedirectResponse(f"/datasets/{quote(data.name)}", status_code=303)
+
+
+async def _import(request: Request, viewer: Viewer, name: str, file: UploadFile | None):
+    """Parse and add an uploaded file; an error message, or the number of items added."""
+    if file is None or not file.filename:
+        return "Choose a .csv or .jsonl file.", 0
+    fmt = "csv" if file.filename.lower().endswith(".csv") else "jsonl"
+    try:
+        text = (await file.read()).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return "The file is not UTF-8 text; save it as UTF-8 CSV or JSONL.", 0
+    try:
+        with _db(request).session() as session:
+            _, added = datasets.import_items(
+                session, project_id=viewer.project.id, name=name, text=text, fmt=fmt
+            )
+    except LLMDeckError as exc:
+        return exc.message, 0
+    return None, added
+
+
+@pages.router.post("/datasets/import", dependencies=[Depends(csrf_protected)])
+async def import_new_dataset(
+    request: Request,
+    name: str = Form(""),
+    file: UploadFile | None = File(None),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Import a file as a dataset (a new one, or a new version of one with this name)."""
+    viewer.require("builder", "change datasets")
+    form = {"import_name": name.strip()}
+    if not form["import_name"]:
+        errors = {"import_name": "Name the dataset to import into."}
+        return _datasets_page(request, viewer, form=form, errors=errors)
+    error, added = await _import(request, viewer, form["import_name"], file)
+    if error:
+        key = "import_name" if "dataset name" in error else "file"
+        return _datasets_page(request, viewer, form=form, errors={key: error})
+    return RedirectResponse(
+        f"/datasets/{quote(form['import_name'])}?added={added}&via=file", status_code=303
+    )
+
+
+@pages.router.post("/datasets/{name}/import", dependencies=[Depends(csrf_protected)])
+async def import_into_dataset(
+    request: Request,
+    name: str,
+    file: UploadFile | None = File(None),
+    viewer: Viewer = Depends(signed_in),
+):
+    viewer.require("builder", "change datasets")
+    error, added = await _import(request, viewer, name, file)
+    if error:
+        return _dataset_page(request, viewer, name, errors={"file": error})
+    return RedirectResponse(f"/datasets/{quote(name)}?added={added}&via=file", status_code=303)
+
+
+@pages.router.post("/datasets/{name}/items", dependencies=[Depends(csrf_protected)])
+def add_item(
+    request: Request,
+    name: str,
+    input: str = Form(""),  # noqa: A002 - the field's name in the API
+    expected: str = Form(""),
+    viewer: Viewer = Depends(signed_in),
+):
+    """Add one item as a new version: a JSON object of variables, or text as `input`."""
+    viewer.require("builder", "change datasets")
+    form = {"input": input, "expected": expected}
+    if not input.strip():
+        errors = {"input": "Write the input (text, or a JSON object of variables)."}
+        return _dataset_page(request, viewer, name, form=form, errors=errors)
+    try:
+        variables = json.loads(input) if input.lstrip().startswith("{") else None
+    except json.JSONDecodeError:
+        variables = None
+    item = ItemCreate(
+        input=variables if isinstance(variables, dict) else {"input": input},
+        expected=expected if expected.strip() else None,
+    )
+    try:
+        with _db(request).session() as session:
+            dataset = datasets.get_by_name_or_raise(
+                session, project_id=viewer.project.id, name=name
+            )
+            datasets.change(session, dataset=dataset, add=[item])
+    except LLMDeckError as exc:
+        return _dataset_page(request, viewer, name, form=form, errors={"input": exc.message})
+    return RedirectResponse(f"/datasets/{quote(name)}?added=1&via=form", status_code=303)

@@ -138,12 +138,10 @@ async def import_dataset_items(
 ):
     """Import items from a CSV or JSONL request body (creating the dataset if needed)."""
     text = (await request.body()).decode("utf-8-sig")
-    parsed = datasets.parse(text, format)
     with runtime.db.session() as session:
-        dataset = datasets.get_by_name(session, project_id=principal.project_id, name=name)
-        if dataset is None:
-            dataset = datasets.create(session, project_id=principal.project_id, name=name)
-        datasets.change(session, dataset=dataset, add=parsed)
+        dataset, _ = datasets.import_items(
+            session, project_id=principal.project_id, name=name, text=text, fmt=format
+        )
         return datasets.to_public(session, dataset)
 
 
