@@ -35,6 +35,16 @@ def test_chain_yaml_is_validated() -> None:
         chains.check_steps([{"type": "prompt"}])
     with pytest.raises(InvalidRequest, match="not valid YAML"):
         chains.load_yaml("steps: [")
+    # Shapes that crashed validation (500s) are told apart, each with what to fix.
+    with pytest.raises(InvalidRequest, match="Step 1 must be a mapping"):
+        chains.check_steps(["prompt"])
+    with pytest.raises(InvalidRequest, match="`output` names the variable"):
+        chains.check_steps([{"type": "transform", "output": {"a": 1}}])
+    with pytest.raises(InvalidRequest, match="`template` must be text"):
+        chains.check_steps([{"type": "transform", "template": ["x"]}])
+    with pytest.raises(InvalidRequest, match="must be letters, digits") as err:
+        chains.load_yaml("name: bad name!\nsteps: [{type: transform}]")
+    assert err.value.param == "name"
 
 
 def test_chain_runs_steps_as_child_spans(echo) -> None:

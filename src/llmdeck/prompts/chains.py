@@ -15,6 +15,7 @@ is the last step's output.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from llmdeck.core.ids import new_span_id, new_trace_id
 from llmdeck.identity.schemas import Principal
 from llmdeck.prompts import service
 from llmdeck.prompts.rendering import render_text, variables_of
-from llmdeck.prompts.schemas import PromptVersionCreate
+from llmdeck.prompts.schemas import NAME, PromptVersionCreate
 from llmdeck.tracing.writer import SpanRecord
 
 STEP_TYPES = ("prompt", "retrieval", "transform")
@@ -46,6 +47,12 @@ def check_steps(steps: list[dict[str, Any]]) -> list[str]:
     produced: set[str] = set()
     needed: set[str] = set()
     for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise InvalidRequest(
+                f"Step {i + 1} must be a mapping with a `type`, such as "
+                "{type: prompt, prompt: NAME}.",
+                param="steps",
+            )
         kind = step.get("type")
         if kind not in STEP_TYPES:
             raise InvalidRequest(
@@ -62,9 +69,18 @@ def check_steps(steps: list[dict[str, Any]]) -> list[str]:
                 f"Step {i + 1}: op must be one of {', '.join(TRANSFORM_OPS)}.", param="steps"
             )
         for key in ("query", "template"):
+            if step.get(key) is not None and not isinstance(step[key], str):
+                raise InvalidRequest(f"Step {i + 1}: `{key}` must be text.", param="steps")
             if isinstance(step.get(key), str):
                 needed |= variables_of(step[key]) - produced
-        produced.add(step.get("output") or f"step{i + 1}")
+        output = step.get("output") or f"step{i + 1}"
+        if not isinstance(output, str) or not output.isidentifier():
+            raise InvalidRequest(
+                f"Step {i + 1}: `output` names the variable later steps read, so it must be "
+                "letters, digits and _ (not starting with a digit), such as `answer`.",
+                param="steps",
+            )
+        produced.add(output)
     return sorted(needed)
 
 
@@ -76,6 +92,12 @@ def load_yaml(text: str) -> tuple[str, PromptVersionCreate]:
         raise InvalidRequest(f"The chain is not valid YAML: {exc}.") from None
     if not isinstance(doc, dict) or not doc.get("name") or not isinstance(doc.get("steps"), list):
         raise InvalidRequest("A chain file needs `name` and a list of `steps`.")
+    if not isinstance(doc["name"], str) or not re.fullmatch(NAME, doc["name"]):
+        raise InvalidRequest(
+            f"The chain's name {doc['name']!r} must be letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit.",
+            param="name",
+        )
     return doc["name"], PromptVersionCreate(
         steps=doc["steps"],
         commit_message=str(doc.get("commit_message", "")),
