@@ -335,6 +335,39 @@ def test_models_page_adds_an_openai_compatible_model(page) -> None:
     shot(page, "models")
 
 
+def test_gateway_page_adds_edits_and_deletes_a_route(page) -> None:
+    sign_in(page)
+    page.get_by_role("link", name="Gateway").click()
+    sync_api.expect(page.get_by_role("heading", name="Routes")).to_be_visible()
+    page.get_by_role("link", name="Add route").click()
+    form = page.locator("#route-form")
+    form.get_by_label("Alias").fill("browser chat!")
+    first = form.locator("fieldset").first
+    first.get_by_label("Name").fill("primary")
+    first.get_by_label("Upstream model").fill("gpt-4o-mini")
+    first.get_by_label("Base URL").fill("http://127.0.0.1:9/v1")
+    first.get_by_label("API key").fill("sk-browser-never-shown")
+    first.get_by_label("API key").press("Enter")  # Enter saves (not "Another deployment")
+    sync_api.expect(form.get_by_text("Use letters, digits")).to_be_visible()
+    sync_api.expect(form.locator("fieldset").first.get_by_label("Name")).to_have_value("primary")
+    form.get_by_label("Alias").fill("browser-chat")
+    form.locator("fieldset").first.get_by_label("API key").fill("sk-browser-never-shown")
+    form.get_by_role("button", name="Add route").click()
+    sync_api.expect(page.get_by_role("status")).to_contain_text("Added route browser-chat.")
+    card = page.locator(".gw-route", has_text="browser-chat")
+    sync_api.expect(card).to_contain_text("gpt-4o-mini")
+    sync_api.expect(card).to_contain_text("stored")
+    assert "sk-browser-never-shown" not in page.content()
+    page.locator("form[aria-label='Set limits']").get_by_label("Requests per minute").fill("60")
+    page.get_by_role("button", name="Save limits").click()
+    sync_api.expect(page.get_by_role("status")).to_contain_text("Saved the limits")
+    shot(page, "gateway")
+    card.get_by_text("Delete", exact=True).click()
+    card.get_by_role("button", name="Yes, delete").click()
+    sync_api.expect(page.get_by_role("status")).to_contain_text("Deleted route browser-chat.")
+    sync_api.expect(page.locator(".gw-route", has_text="browser-chat")).to_have_count(0)
+
+
 def test_stop_cancels_a_running_answer(page, server, upstream) -> None:
     upstream.default = {"kind": "delay", "seconds": 4, "text": "Too late."}
     with server.client() as api:

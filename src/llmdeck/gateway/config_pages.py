@@ -307,9 +307,7 @@ def _save_route(request, viewer: Viewer, form, rows, keys, editing: bool):
     try:
         spec = _route_spec(form, rows, keys, project)
     except ValidationError as exc:
-        return _render_route(
-            request, viewer, form, errors=_route_errors(exc), editing=editing, status=422
-        )
+        return _render_route(request, viewer, form, errors=_route_errors(exc), editing=editing)
     try:
         with _runtime(request).db.session() as session:
             existing = service.get_route_by_alias(session, alias=spec.alias)
@@ -327,7 +325,7 @@ def _save_route(request, viewer: Viewer, form, rows, keys, editing: bool):
             service.put_route(session, settings=_runtime(request).settings, spec=spec)
     except LLMDeckError as exc:
         errors = {_service_error_field(exc.param): exc.message}
-        return _render_route(request, viewer, form, errors=errors, editing=editing, status=422)
+        return _render_route(request, viewer, form, errors=errors, editing=editing)
     verb = "Saved" if editing else "Added"
     return _done(request, viewer, {"ok": f"{verb} route {spec.alias}."})
 
@@ -378,14 +376,14 @@ def save_limit(
             errors.setdefault(str(e["loc"][0]) if e["loc"] else "key", _say(e))
         if "key" in errors:
             errors["key"] = "Pick the API key to limit."
-        return _render(request, viewer, forms={"limit": form}, errors={"limit": errors}, status=422)
+        return _render(request, viewer, forms={"limit": form}, errors={"limit": errors})
     try:
         with _runtime(request).db.session() as session:
             api._check_limit(session, viewer.principal, spec)
             service.set_limit(session, spec=spec)
     except LLMDeckError as exc:
         errors = {"limit": {"key" if exc.param == "key" else "form": exc.message}}
-        return _render(request, viewer, forms={"limit": form}, errors=errors, status=422)
+        return _render(request, viewer, forms={"limit": form}, errors=errors)
     return _done(request, viewer, {"ok": f"Saved the limits of {_limit_label(viewer, spec)}."})
 
 
@@ -441,7 +439,7 @@ def save_cache(
         errors = {}
         for e in exc.errors(include_url=False):
             errors.setdefault(str(e["loc"][0]) if e["loc"] else "form", _say(e))
-        return _render(request, viewer, forms={"cache": form}, errors={"cache": errors}, status=422)
+        return _render(request, viewer, forms={"cache": form}, errors={"cache": errors})
     try:
         with _runtime(request).db.session() as session:
             api._own_project(viewer.principal, spec.project, "configure the cache")
@@ -453,7 +451,6 @@ def save_cache(
             viewer,
             forms={"cache": form},
             errors={"cache": {field: exc.message}},
-            status=422,
         )
     return _done(request, viewer, {"ok": "Saved the response cache of this project."})
 
@@ -501,9 +498,7 @@ def apply_config(
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             errors = {"yaml": {"text": f"{file.filename} is not a UTF-8 text file."}}
-            return _render(
-                request, viewer, forms={"yaml": {"prune": bool(prune)}}, errors=errors, status=422
-            )
+            return _render(request, viewer, forms={"yaml": {"prune": bool(prune)}}, errors=errors)
     form = {"text": text, "prune": bool(prune)}
     try:
         if not text.strip():
@@ -515,7 +510,5 @@ def apply_config(
             )
     except LLMDeckError as exc:
         message = f"Nothing was changed. {exc.message}"
-        return _render(
-            request, viewer, forms={"yaml": form}, errors={"yaml": {"text": message}}, status=422
-        )
+        return _render(request, viewer, forms={"yaml": form}, errors={"yaml": {"text": message}})
     return _done(request, viewer, {"applied": result.model_dump()})
