@@ -162,16 +162,15 @@ def test_prompt_editor_experiments_and_review_pages(echo) -> None:
         page = c.get("/datasets/names").text
         assert "v2" in page and f'href="/requests/{trace_id}"' in page
         # Review: queue the results, score one with the form the shortcuts submit.
-        with app.state.runtime.db.session() as session:
-            from llmdeck.evals import review
-            from llmdeck.evals.schemas import QueueCreate
-
-            queue = review.create_queue(
-                session,
-                project_id=project.id,
-                data=QueueCreate(name="experts", labels=["good", "bad"]),
-            )
-            review.add_experiment(session, project_id=project.id, queue=queue, experiment_id=exp_id)
+        queue = {"csrf_token": csrf_of(page), "name": "bad name", "labels": "good, bad"}
+        bad = c.post("/review", data=queue)
+        assert "Start with a letter or digit" in bad.text and 'value="good, bad"' in bad.text
+        assert bad.text.count('class="field-error"') == 1
+        missing = c.post("/review", data={**queue, "name": "experts"})
+        assert "Pick the experiment" in missing.text and 'value="experts"' in missing.text
+        made = c.post("/review", data={**queue, "name": "experts", "experiment_id": exp_id})
+        assert made.status_code == 303 and made.headers["location"] == "/review/experts"
+        assert "0 / 2" in c.get("/review").text
         c.post("/sign-out", data={"csrf_token": csrf_of(c.get("/review").text)})
         assert sign_in(c, "r@example.com").status_code == 303
         page = c.get("/review/experts").text
@@ -182,6 +181,10 @@ def test_prompt_editor_experiments_and_review_pages(echo) -> None:
         assert r.status_code == 303
         page = c.get("/review/experts").text
         assert "1 of 2 reviewed" in page and 'id="agreement"' in page
+        # A reviewer reviews but cannot create queues.
+        assert 'id="new-queue"' not in c.get("/review").text
+        refused = c.post("/review", data={"csrf_token": csrf_of(page), "name": "mine"})
+        assert refused.status_code == 403
 
 
 def test_explorer_rows_are_added_to_a_dataset(database_url, echo, monkeypatch) -> None:

@@ -17,7 +17,13 @@ from llmdeck.core.errors import LLMDeckError
 from llmdeck.core.registry import plugins
 from llmdeck.evals import datasets, review, service
 from llmdeck.evals.router import start_in_background
-from llmdeck.evals.schemas import DatasetCreate, ExperimentCreate, ItemCreate, ReviewSubmit
+from llmdeck.evals.schemas import (
+    DatasetCreate,
+    ExperimentCreate,
+    ItemCreate,
+    QueueCreate,
+    ReviewSubmit,
+)
 
 pages = PageSet("evals", __file__)
 pages.nav("Experiments", "/experiments", section="Build", order=40, icon="chart")
@@ -230,9 +236,62 @@ def add_selected_requests(
 @pages.router.get("/review")
 def review_page(request: Request, viewer: Viewer = Depends(signed_in)):
     viewer.require("reviewer", "review")
+    return _review_page(request, viewer)
+
+
+def _review_page(request: Request, viewer: Viewer, *, form=None, errors=None):
     with _db(request).session() as session:
         queues = review.list_queues(session, project_id=viewer.project.id)
-    return console_of(request).render(request, "evals/review_queues.html", {"queues": queues})
+        experiments = [
+            {"id": e.id, "name": e.name or e.id, "status": e.status}
+            for e in service.list(session, project_id=viewer.project.id)
+        ]
+    context = {
+        "queues": queues,
+        "experiments": experiments,
+        "can_create": viewer.can("builder"),
+        "form": form or {},
+        "errors": errors or {},
+    }
+    return console_of(request).render(request, "evals/review_queues.html", context)
+
+
+@pages.router.post("/review", dependencies=[Depends(csrf_protected)])
+def create_review_queue(
+    request: Request,
+    name: str = Form(""),
+    experiment_id: str = Form(""),
+    instructions: str = Form(""),
+    labels: str = Form(""),
+    viewer: Viewer = Depends(signed_in),
+):
+    """A queue holding an experiment's results, as POST /api/review-queues then .../tasks."""
+    viewer.require("builder", "create review queues")
+    form = {"name": name.strip(), "experiment_id": experiment_id}
+    form |= {"instructions": instructions, "labels": labels}
+    try:
+        data = QueueCreate(
+            name=form["name"],
+            instructions=instructions,
+            labels=[x.strip() for x in labels.split(",") if x.strip()],
+        )
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0])
+        message = NAME_RULE if field == "name" else exc.errors()[0]["msg"]
+        return _review_page(request, viewer, form=form, errors={field: message})
+    if not experiment_id:
+        errors = {"experiment_id": "Pick the experiment whose results to review."}
+        return _review_page(request, viewer, form=form, errors=errors)
+    try:
+        with _db(request).session() as session:
+            queue = review.create_queue(session, project_id=viewer.project.id, data=data)
+            review.add_experiment(
+                session, project_id=viewer.project.id, queue=queue, experiment_id=experiment_id
+            )
+    except LLMDeckError as exc:
+        field = "name" if exc.param == "name" else "experiment_id"
+        return _review_page(request, viewer, form=form, errors={field: exc.message})
+    return RedirectResponse(f"/review/{quote(data.name)}", status_code=303)
 
 
 @pages.router.get("/review/shortcuts.js")
