@@ -153,3 +153,23 @@ def _avoid_minute_boundary() -> None:
     second = time.time() % 60
     if second > 45:
         time.sleep(61 - second)
+
+
+def test_bookkeeping_left_on_one_loop_is_drained_from_another() -> None:
+    """The job runner's loop leaves reconciliations behind; shutdown drains on the server's."""
+    import threading
+    import time
+
+    from llmdeck.gateway.offpath import OffPath
+
+    done: list[int] = []
+    work = OffPath("test work")
+
+    async def leave() -> None:
+        work.submit(lambda: (time.sleep(0.2), done.append(1)))
+
+    thread = threading.Thread(target=lambda: asyncio.run(leave()))
+    thread.start()
+    thread.join()
+    asyncio.run(work.drain())
+    assert done == [1]

@@ -29,6 +29,7 @@ from llmdeck.core.errors import LLMDeckError
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.directory import CacheRule, Directory
 from llmdeck.gateway.models import CacheEntry
+from llmdeck.gateway.offpath import OffPath
 from llmdeck.gateway.pipeline import Call, Next, Outcome, close_stream
 from llmdeck.identity.schemas import Principal
 from llmdeck.providers.base import ChatChunk, ChatRequest, ChatResult
@@ -116,7 +117,7 @@ class Cache:
         self.directory = directory
         self.settings = settings
         self._vectors: dict[tuple[str, str], _Vectors] = {}
-        self._pending: set[asyncio.Future] = set()
+        self._storing = OffPath("storing a cache entry")
 
     async def __call__(self, call: Call, next: Next) -> Outcome:
         if call.kind != "chat":
@@ -261,18 +262,10 @@ class Cache:
         if vector is not None:
             vectors = self._vectors.setdefault((entry["project_id"], entry["scope"]), _Vectors())
             vectors.add(entry["key"], vector, entry["expires_at"].timestamp())
-        future = asyncio.get_running_loop().run_in_executor(None, self._put, entry)
-        self._pending.add(future)
-        future.add_done_callback(self._done)
-
-    def _done(self, future: asyncio.Future) -> None:
-        self._pending.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            log.warning("storing a cache entry failed: %r", future.exception())
+        self._storing.submit(self._put, entry)
 
     async def drain(self) -> None:
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self._storing.drain()
 
 
 @dataclass

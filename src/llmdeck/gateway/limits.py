@@ -27,6 +27,7 @@ from llmdeck.core.errors import RateLimited
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.directory import Directory, LimitRule
 from llmdeck.gateway.models import Counter
+from llmdeck.gateway.offpath import OffPath
 from llmdeck.gateway.pipeline import Call, Next, Outcome, close_stream
 from llmdeck.providers.base import ChatChunk, ChatResult, EmbeddingResult
 
@@ -245,7 +246,7 @@ class Limits:
         self.ledger = Ledger(db)
         self.directory = directory
         self.settings = settings
-        self._pending: set[asyncio.Future] = set()
+        self._reconciling = OffPath("reconciling a reservation")
 
     async def __call__(self, call: Call, next: Next) -> Outcome:
         snap = await self.directory.snapshot()
@@ -299,19 +300,11 @@ class Limits:
             await close_stream(stream)
 
     def schedule(self, moves: list[tuple[str, float]]) -> None:
-        future = asyncio.get_running_loop().run_in_executor(None, self.ledger.adjust, moves)
-        self._pending.add(future)
-        future.add_done_callback(self._done)
-
-    def _done(self, future: asyncio.Future) -> None:
-        self._pending.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            log.error("reconciling a reservation failed: %r", future.exception())
+        self._reconciling.submit(self.ledger.adjust, moves)
 
     async def drain(self) -> None:
         """Wait for every pending reconciliation (tests, shutdown)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self._reconciling.drain()
 
 
 def _used(input_tokens: int | None, output_tokens: int | None, estimate_in: int, text: str):
