@@ -245,6 +245,11 @@ def test_the_demo_admin_can_sign_in(app, client) -> None:
     client.post("/projects/switch", data={"project": "demo", "csrf_token": token})
     page = client.get("/keys").text
     assert 'aria-current="true"' in page and "demo (make run)" in page
+    # The demo's gateway configuration shows, and seeding again (each start) changes nothing.
+    with app.state.runtime.db.session() as session:
+        demo.seed(session, app.state.runtime.settings)
+    gateway = client.get("/gateway").text
+    assert "demo-assistant" in gateway and "600" in gateway
 
 
 def sse_events(text: str) -> list[tuple[str, dict]]:

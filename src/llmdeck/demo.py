@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from llmdeck.core.settings import Settings
 from llmdeck.evals import demo as evals_demo
+from llmdeck.gateway import demo as gateway_demo
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ApiKeyCreate, UserCreate
 from llmdeck.knowledge import demo as knowledge_demo
@@ -57,5 +58,6 @@ def seed(session: Session, settings: Settings) -> DemoAccess:
         session, project=project, data=ApiKeyCreate(name=DEMO_KEY_NAME, role="admin")
     )
     evals_demo.seed(session, project)
+    gateway_demo.seed(session, settings, project.name)
     knowledge_demo.seed(session, settings, project)
     return DemoAccess(project=DEMO_PROJECT, email=ADMIN_EMAIL, password=password, api_key=secret)
