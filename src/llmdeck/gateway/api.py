@@ -20,7 +20,6 @@ from llmdeck.gateway.schemas import (
     RoutePut,
     RouteSpec,
 )
-from llmdeck.identity import service as identity
 from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
 from llmdeck.identity.schemas import Principal
 from llmdeck.runtime import Runtime
@@ -55,16 +54,6 @@ class DeploymentHealth(BaseModel):
     in_flight: int
 
 
-def _own_project(principal: Principal, project: str | None, what: str) -> None:
-    """Project admins configure their own project; shared settings need the master key."""
-    if principal.all_projects:
-        return
-    if project != principal.project_name:
-        raise PermissionDenied(
-            f"You can {what} only in your own project ({principal.project_name})."
-        )
-
-
 def _route_spec(alias: str, body: RoutePut) -> RouteSpec:
     """The route the path names; the path's alias is checked like any other field."""
     try:
@@ -79,16 +68,6 @@ def _route_spec(alias: str, body: RoutePut) -> RouteSpec:
                 code="invalid_value",
             ) from None
         raise invalid_fields(errors) from None
-
-
-def _check_limit(session: Session, principal: Principal, spec: LimitSpec) -> None:
-    if spec.key is not None and not principal.all_projects:
-        key = identity.get_key_or_raise(session, key_id=spec.key)
-        if key.project_id != principal.project_id:
-            raise PermissionDenied("You can limit only your own project's keys.")
-        return
-    if spec.project is not None:
-        _own_project(principal, spec.project, "set limits")
 
 
 @router.get("/routes", operation_id="list_gateway_routes", response_model=RoutePage)
@@ -125,10 +104,12 @@ def put_gateway_route(
     body = _route_spec(alias, body)
     if body.project is None and not principal.all_projects:
         body = body.model_copy(update={"project": principal.project_name})
-    _own_project(principal, body.project, "add routes")
+    service.require_own_project(principal, body.project, "add routes")
     existing = service.get_route_by_alias(session, alias=alias)
     if existing is not None and not principal.all_projects:
-        _own_project(principal, service.route_public(session, existing).project, "change routes")
+        service.require_own_project(
+            principal, service.route_public(session, existing).project, "change routes"
+        )
     route = service.put_route(session, settings=runtime.settings, spec=body)
     return service.route_public(session, route)
 
@@ -139,7 +120,9 @@ def delete_gateway_route(
 ):
     """Remove a route."""
     route = service.get_route_by_alias_or_raise(session, alias=alias)
-    _own_project(principal, service.route_public(session, route).project, "remove routes")
+    service.require_own_project(
+        principal, service.route_public(session, route).project, "remove routes"
+    )
     service.delete_route(session, route=route)
 
 
@@ -157,7 +140,7 @@ def set_gateway_limit(
     body: LimitSpec, principal: Principal = Depends(admin), session: Session = Depends(get_session)
 ):
     """Set the requests/min, tokens/min and spend budget of a project or an API key."""
-    _check_limit(session, principal, body)
+    service.check_limit_scope(session, principal, body)
     return service.limit_spec(session, service.set_limit(session, spec=body))
 
 
@@ -177,7 +160,7 @@ def delete_gateway_limit(
             code="invalid_value",
         )
     spec = LimitSpec(project=project, key=key)
-    _check_limit(session, principal, spec)
+    service.check_limit_scope(session, principal, spec)
     service.delete_limit(session, spec=spec)
 
 
@@ -195,7 +178,7 @@ def set_gateway_cache_policy(
     body: CacheSpec, principal: Principal = Depends(admin), session: Session = Depends(get_session)
 ):
     """Turn on (or change) a project's exact and semantic response cache."""
-    _own_project(principal, body.project, "configure the cache")
+    service.require_own_project(principal, body.project, "configure the cache")
     return service.cache_spec(session, service.set_cache_policy(session, spec=body))
 
 
@@ -206,7 +189,7 @@ def delete_gateway_cache_policy(
     session: Session = Depends(get_session),
 ):
     """Turn a project's response cache off."""
-    _own_project(principal, project, "configure the cache")
+    service.require_own_project(principal, project, "configure the cache")
     service.delete_cache_policy(session, project=project)
 
 

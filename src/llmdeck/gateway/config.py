@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from llmdeck.catalog import service as catalog
 from llmdeck.core import secrets
-from llmdeck.core.errors import InvalidRequest, NotFound
+from llmdeck.core.errors import InvalidRequest, NotFound, PermissionDenied
 from llmdeck.core.registry import plugins
 from llmdeck.core.settings import Settings
 from llmdeck.gateway.models import CachePolicy, Deployment, Limit, Route
@@ -28,6 +28,31 @@ from llmdeck.gateway.schemas import (
 )
 from llmdeck.identity import service as identity
 from llmdeck.identity.models import ApiKey, Project
+from llmdeck.identity.schemas import Principal
+
+# Who may change what
+
+
+def require_own_project(principal: Principal, project: str | None, what: str) -> None:
+    """Project admins configure their own project; shared settings need the master key."""
+    if principal.all_projects:
+        return
+    if project != principal.project_name:
+        raise PermissionDenied(
+            f"You can {what} only in your own project ({principal.project_name})."
+        )
+
+
+def check_limit_scope(session: Session, principal: Principal, spec: LimitSpec) -> None:
+    """A project admin limits only their own project and its keys."""
+    if spec.key is not None and not principal.all_projects:
+        key = identity.get_key_or_raise(session, key_id=spec.key)
+        if key.project_id != principal.project_id:
+            raise PermissionDenied("You can limit only your own project's keys.")
+        return
+    if spec.project is not None:
+        require_own_project(principal, spec.project, "set limits")
+
 
 # Routes
 

@@ -317,9 +317,9 @@ def _save_route(request, viewer: Viewer, form, rows, keys, editing: bool):
                     param="alias",
                 )
             # The API's own checks: project admins configure only their own project.
-            api._own_project(principal, spec.project, "add routes")
+            service.require_own_project(principal, spec.project, "add routes")
             if existing is not None and not principal.all_projects:
-                api._own_project(
+                service.require_own_project(
                     principal, service.route_public(session, existing).project, "change routes"
                 )
             service.put_route(session, settings=_runtime(request).settings, spec=spec)
@@ -336,7 +336,7 @@ def delete_route(request: Request, alias: str = Form(...), viewer: Viewer = Depe
     viewer.require("admin", CONFIGURE)
     with _runtime(request).db.session() as session:
         route = _visible_route(session, viewer, alias)
-        api._own_project(
+        service.require_own_project(
             viewer.principal, service.route_public(session, route).project, "remove routes"
         )
         service.delete_route(session, route=route)
@@ -379,7 +379,7 @@ def save_limit(
         return _render(request, viewer, forms={"limit": form}, errors={"limit": errors})
     try:
         with _runtime(request).db.session() as session:
-            api._check_limit(session, viewer.principal, spec)
+            service.check_limit_scope(session, viewer.principal, spec)
             service.set_limit(session, spec=spec)
     except LLMDeckError as exc:
         errors = {"limit": {"key" if exc.param == "key" else "form": exc.message}}
@@ -402,7 +402,7 @@ def delete_limit(
     viewer.require("admin", CONFIGURE)
     spec = LimitSpec(**_limit_target(viewer, scope, key))
     with _runtime(request).db.session() as session:
-        api._check_limit(session, viewer.principal, spec)
+        service.check_limit_scope(session, viewer.principal, spec)
         service.delete_limit(session, spec=spec)
     return _done(request, viewer, {"ok": f"Removed the limits of {_limit_label(viewer, spec)}."})
 
@@ -442,7 +442,7 @@ def save_cache(
         return _render(request, viewer, forms={"cache": form}, errors={"cache": errors})
     try:
         with _runtime(request).db.session() as session:
-            api._own_project(viewer.principal, spec.project, "configure the cache")
+            service.require_own_project(viewer.principal, spec.project, "configure the cache")
             service.set_cache_policy(session, spec=spec)
     except LLMDeckError as exc:
         field = exc.param if exc.param in form else "form"
@@ -461,7 +461,7 @@ def delete_cache(request: Request, viewer: Viewer = Depends(signed_in)):
     viewer.require("admin", CONFIGURE)
     project = viewer.project.name
     with _runtime(request).db.session() as session:
-        api._own_project(viewer.principal, project, "configure the cache")
+        service.require_own_project(viewer.principal, project, "configure the cache")
         service.delete_cache_policy(session, project=project)
     return _done(request, viewer, {"ok": "Turned the response cache off."})
 
