@@ -94,27 +94,33 @@ def create_prompt(
             messages=_messages(system, user), model=model or None, commit_message=commit_message
         )
         try:
-            with request.app.state.runtime.db.session() as session:
-                # The API's push adds versions to an existing prompt; this form only creates.
-                if service.get_by_name(session, project_id=viewer.project.id, name=name):
-                    errors["name"] = (
-                        f"A prompt named {name} already exists. Open it to save a new version, "
-                        "or choose another name."
-                    )
-                else:
-                    service.create_version(
-                        session,
-                        project_id=viewer.project.id,
-                        name=name,
-                        data=data,
-                        role=viewer.role,
-                        author=viewer.email,
-                    )
+            if not _create(request, viewer, name, data):
+                errors["name"] = (
+                    f"A prompt named {name} already exists. Open it to save a new version, "
+                    "or choose another name."
+                )
         except LLMDeckError as exc:
             errors["form"] = exc.message
     if errors:
         return _list_page(request, viewer, form=form, errors=errors)
     return RedirectResponse(f"/prompts/{name}?v=1", status_code=303)
+
+
+def _create(request: Request, viewer: Viewer, name: str, data: PromptVersionCreate) -> bool:
+    """Create a prompt or chain with its first version; False when the name is taken (the
+    API's push adds a version to an existing one; the console's New forms only create)."""
+    with request.app.state.runtime.db.session() as session:
+        if service.get_by_name(session, project_id=viewer.project.id, name=name):
+            return False
+        service.create_version(
+            session,
+            project_id=viewer.project.id,
+            name=name,
+            data=data,
+            role=viewer.role,
+            author=viewer.email,
+        )
+    return True
 
 
 def _message_errors(system: str, user: str) -> dict[str, str]:
@@ -394,22 +400,11 @@ def create_chain(request: Request, definition: str = Form(""), viewer: Viewer = 
         if not isinstance(name, str) or not re.fullmatch(NAME, name) or len(name) > 200:
             problem = f"name: {NAME_RULE}"
         else:
-            with request.app.state.runtime.db.session() as session:
-                # The API's push adds versions to an existing chain; this form only creates.
-                if service.get_by_name(session, project_id=viewer.project.id, name=name):
-                    problem = (
-                        f"A prompt or chain named {name} already exists. Open it to save a new "
-                        "version, or change `name`."
-                    )
-                else:
-                    service.create_version(
-                        session,
-                        project_id=viewer.project.id,
-                        name=name,
-                        data=data,
-                        role=viewer.role,
-                        author=viewer.email,
-                    )
+            if not _create(request, viewer, name, data):
+                problem = (
+                    f"A prompt or chain named {name} already exists. Open it to save a new "
+                    "version, or change `name`."
+                )
     except ValidationError as exc:
         problem = _definition_problem(exc)
     except LLMDeckError as exc:
