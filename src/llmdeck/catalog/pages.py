@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from llmdeck.catalog import service
 from llmdeck.catalog.schemas import MAX_CONTEXT_WINDOW, ModelCreate, ModelUpdate
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
+from llmdeck.console.forms import say
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError, NotFound, PermissionDenied
 
@@ -82,7 +83,7 @@ def add_model(
             model = service.create(session, settings=request.app.state.runtime.settings, data=data)
             alias_added = model.alias
     except ValidationError as exc:
-        errors = {str(e["loc"][0]): _say(e) for e in exc.errors()}
+        errors = {str(e["loc"][0]): say(e) for e in exc.errors()}
         return _render(request, viewer, form=form, errors=errors)
     except LLMDeckError as exc:
         errors = {exc.param or "form": exc.message}
@@ -117,21 +118,3 @@ def set_model_status(
         data = ModelUpdate(status="disabled" if status == "disabled" else "active")
         service.update(session, model=model, data=data)
     return RedirectResponse("/models", status_code=303)
-
-
-def _say(error: dict) -> str:
-    """A pydantic error in words a person filling the form understands."""
-    kind = error.get("type", "")
-    if kind == "string_too_short":
-        return "Required."
-    if kind == "string_pattern_mismatch":
-        return "Use letters, digits and . _ : / - only, starting with a letter or digit."
-    if kind == "finite_number":
-        return "Enter a finite number."
-    if kind.startswith(("float", "int")):
-        return "Enter a number."
-    if kind == "less_than_equal":
-        return f"Must be at most {error['ctx']['le']:,}."
-    if kind in ("greater_than", "greater_than_equal"):
-        return "Must not be negative." if kind.endswith("equal") else "Must be above zero."
-    return str(error.get("msg", "Invalid value."))

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from llmdeck.console import flash
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
+from llmdeck.console.forms import say
 from llmdeck.console.shell import console_of
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, NotFound, PermissionDenied
 from llmdeck.core.registry import plugins
@@ -43,29 +44,6 @@ ROUTE_FIELDS = (
     "fallbacks",
 )
 DEPLOYMENT_FIELDS = ("name", "provider", "upstream", "base_url", "weight")
-
-
-def _say(error: dict) -> str:
-    """A pydantic error in words a person filling the form understands."""
-    kind = error.get("type", "")
-    ctx = error.get("ctx") or {}
-    if kind in ("missing", "string_too_short"):
-        return "Required."
-    if kind == "too_short":
-        return "Add at least one deployment."
-    if kind == "string_pattern_mismatch":
-        return "Use letters, digits and . _ : / - only, starting with a letter or digit."
-    if kind.startswith(("float", "int")):
-        return "Enter a number." if kind.startswith("float") else "Enter a whole number."
-    if kind == "less_than_equal":
-        return f"Must be at most {ctx['le']}."
-    if kind == "greater_than":
-        return "Must be above zero."
-    if kind == "greater_than_equal":
-        return "Must not be negative."
-    if kind == "literal_error":
-        return f"Pick one of {ctx.get('expected', 'the choices')}."
-    return str(error.get("msg", "Invalid value.")).removeprefix("Value error, ")
 
 
 def _blank(value: str) -> str | None:
@@ -277,7 +255,7 @@ def _route_errors(exc: ValidationError) -> dict[str, str]:
             name = str(loc[0])
         else:
             name = "form"
-        errors.setdefault(name, _say(e))
+        errors.setdefault(name, say(e))
     return errors
 
 
@@ -373,7 +351,7 @@ def save_limit(
     except ValidationError as exc:
         errors = {}
         for e in exc.errors(include_url=False):
-            errors.setdefault(str(e["loc"][0]) if e["loc"] else "key", _say(e))
+            errors.setdefault(str(e["loc"][0]) if e["loc"] else "key", say(e))
         if "key" in errors:
             errors["key"] = "Pick the API key to limit."
         return _render(request, viewer, forms={"limit": form}, errors={"limit": errors})
@@ -438,7 +416,7 @@ def save_cache(
     except ValidationError as exc:
         errors = {}
         for e in exc.errors(include_url=False):
-            errors.setdefault(str(e["loc"][0]) if e["loc"] else "form", _say(e))
+            errors.setdefault(str(e["loc"][0]) if e["loc"] else "form", say(e))
         return _render(request, viewer, forms={"cache": form}, errors={"cache": errors})
     try:
         with _runtime(request).db.session() as session:
