@@ -1,4 +1,4 @@
-"""CLI of knowledge bases: `llmdeck kb create|list|add|search|ask`."""
+"""CLI of knowledge bases: `llmdeck kb create|list|add|rm|delete|search|ask`."""
 
 from __future__ import annotations
 
@@ -83,6 +83,44 @@ def kb_list(
         ["name", "embedding_model", "document_count", "chunk_count", "version", "description"],
         as_json=as_json,
     )
+
+
+@kb.command("delete")
+def kb_delete(
+    name: str = typer.Argument(help="Knowledge base, by name or id."),
+    project: str = PROJECT,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a knowledge base with its documents, chunks and index versions."""
+    principal = _principal(project)
+    with db_session() as session:
+        target = service.get_or_raise(session, project_id=principal.project_id, ref=name)
+        label, documents = target.name, service.to_public(session, target).document_count
+    if not yes:
+        typer.confirm(
+            f"Delete knowledge base {label!r} and its {documents} documents from {project}?",
+            abort=True,
+        )
+    with db_session() as session:
+        target = service.get_or_raise(session, project_id=principal.project_id, ref=name)
+        service.delete(session, settings=get_settings(), kb=target)
+    console.print(f"Deleted knowledge base [bold]{label}[/bold] from project {project}.")
+
+
+@kb.command("rm")
+def kb_rm(
+    name: str = typer.Argument(help="Knowledge base, by name or id."),
+    document: str = typer.Argument(help="Document, by name or id."),
+    project: str = PROJECT,
+) -> None:
+    """Delete a document and its chunks from every index version."""
+    principal = _principal(project)
+    with db_session() as session:
+        target = service.get_or_raise(session, project_id=principal.project_id, ref=name)
+        found = service.get_document_or_raise(session, kb=target, ref=document)
+        label, kb_name = found.name, target.name
+        service.delete_document(session, settings=get_settings(), document=found)
+    console.print(f"Deleted document [bold]{label}[/bold] from knowledge base {kb_name}.")
 
 
 def _files(path: Path) -> tuple[list[Path], list[tuple[Path, str]]]:

@@ -1,0 +1,76 @@
+"""Commands the REST API has had and the CLI gained: each run in-process on both databases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from llmdeck.cli.main import app
+from llmdeck.core.db import Database
+from llmdeck.core.settings import Settings
+from llmdeck.identity import service as identity
+from llmdeck.knowledge import service as knowledge
+from llmdeck.knowledge.models import KnowledgeBase
+from llmdeck.knowledge.schemas import KnowledgeBaseCreate
+
+
+def llmdeck(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def one_error_line(result, says: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
+
+
+@pytest.fixture
+def handbook(db: Database, settings: Settings) -> str:
+    """A knowledge base `handbook` of the default project with two documents."""
+    with db.session() as session:
+        project = identity.get_project_by_name_or_raise(session, name="default")
+        kb = knowledge.create(
+            session, project_id=project.id, data=KnowledgeBaseCreate(name="handbook")
+        )
+        for name in ("faq.md", "policy.md"):
+            knowledge.add_document(
+                session, settings=settings, kb=kb, name=name, data=b"# " + name.encode()
+            )
+        return kb.id
+
+
+def _documents(db: Database, kb_id: str) -> list[str]:
+    with db.session() as session:
+        kb = session.get(KnowledgeBase, kb_id)
+        return [d.name for d in knowledge.list_documents(session, kb=kb)[0]]
+
+
+def test_kb_rm_deletes_a_document_by_name_or_id(db: Database, handbook: str) -> None:
+    removed = llmdeck("kb", "rm", "handbook", "faq.md")
+    assert removed.exit_code == 0, removed.output
+    assert "Deleted document faq.md" in removed.stdout
+    assert _documents(db, handbook) == ["policy.md"]
+
+    with db.session() as session:
+        kb = session.get(KnowledgeBase, handbook)
+        policy_id = knowledge.get_document_or_raise(session, kb=kb, ref="policy.md").id
+    assert llmdeck("kb", "rm", "handbook", policy_id).exit_code == 0
+    assert _documents(db, handbook) == []
+
+    one_error_line(llmdeck("kb", "rm", "handbook", "faq.md"), "No document 'faq.md'")
+
+
+def test_kb_delete_asks_first_unless_yes(db: Database, handbook: str) -> None:
+    declined = llmdeck("kb", "delete", "handbook", input="n\n")
+    assert declined.exit_code == 1 and "2 documents" in declined.stdout
+    listed = json.loads(llmdeck("kb", "list", "--json").stdout)
+    assert [k["name"] for k in listed] == ["handbook"]
+
+    confirmed = llmdeck("kb", "delete", "handbook", input="y\n")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "Deleted knowledge base handbook" in confirmed.stdout
+    assert json.loads(llmdeck("kb", "list", "--json").stdout) == []
+
+    one_error_line(llmdeck("kb", "delete", "handbook", "--yes"), "No knowledge base 'handbook'")
