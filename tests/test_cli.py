@@ -57,6 +57,8 @@ def test_projects_users_and_keys() -> None:
     assert rows[0]["status"] == "active"
 
     assert llmdeck("keys", "revoke", key["prefix"]).returncode == 0
+    again = llmdeck("keys", "revoke", key["prefix"])
+    assert again.returncode == 1 and "already revoked" in again.stderr
     assert (
         json.loads(llmdeck("keys", "list", "--project", "acme", "--json").stdout)[0]["status"]
         == "revoked"

@@ -104,6 +104,18 @@ def test_revoked_expired_and_unknown_keys_are_refused(db: Database) -> None:
             )
 
 
+def test_revoking_a_revoked_key_says_so(db: Database) -> None:
+    with db.session() as session:
+        project = service.create_project(session, data=ProjectCreate(name="acme"))
+        key, _ = service.create_key(session, project=project, data=ApiKeyCreate(name="ci"))
+        service.revoke_key(session, key=key)
+    with db.session() as session:
+        again = service.get_key_or_raise(session, key_id=key.prefix)
+        with pytest.raises(Conflict, match=r"ci\) was already revoked on \d{4}-") as raised:
+            service.revoke_key(session, key=again)
+        assert raised.value.code == "already_revoked"
+
+
 def test_master_key_is_admin_in_every_project_and_stored_once(db: Database) -> None:
     with db.session() as session:
         service.create_project(session, data=ProjectCreate(name="acme"))

@@ -67,6 +67,18 @@ def test_project_keys_cannot_administer_the_platform(monkeypatch: pytest.MonkeyP
         assert client.get("/api/traces", headers=as_viewer).status_code == 200
 
 
+def test_revoking_a_key_twice_is_a_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMDECK_MASTER_KEY", "ldk-master-x")
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as client:
+        admin = {"Authorization": "Bearer ldk-master-x"}
+        key = client.post("/api/keys", json={"name": "ci"}, headers=admin).json()
+        assert client.delete(f"/api/keys/{key['id']}", headers=admin).status_code == 200
+        again = client.delete(f"/api/keys/{key['id']}", headers=admin)
+        assert again.status_code == 409
+        assert "already revoked" in again.json()["error"]["message"]
+
+
 def test_start_up_loads_no_model() -> None:
     """Models load lazily, on first use: starting the server imports no ML library."""
     import subprocess

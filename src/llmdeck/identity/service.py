@@ -250,8 +250,15 @@ def get_key_or_raise(session: Session, *, key_id: str, project: Project | None =
 
 
 def revoke_key(session: Session, *, key: ApiKey) -> ApiKey:
-    if key.revoked_at is None:
-        key.revoked_at = utcnow()
+    """Revoke a key; revoking it again is a Conflict, so a repeat never reads as success."""
+    if key.revoked_at is not None:
+        when = key.revoked_at.strftime("%Y-%m-%d %H:%M UTC")
+        raise Conflict(
+            f"API key {key.prefix} ({key.name}) was already revoked on {when}; nothing changed.",
+            param="key_id",
+            code="already_revoked",
+        )
+    key.revoked_at = utcnow()
     session.flush()
     return key
 
