@@ -74,3 +74,49 @@ def test_kb_delete_asks_first_unless_yes(db: Database, handbook: str) -> None:
     assert json.loads(llmdeck("kb", "list", "--json").stdout) == []
 
     one_error_line(llmdeck("kb", "delete", "handbook", "--yes"), "No knowledge base 'handbook'")
+
+
+def test_alert_rules_create_list_delete(db: Database) -> None:
+    created = llmdeck(
+        "monitoring", "alerts", "create", "slow answers", "--metric", "latency_p95",
+        "--threshold", "2.5", "--window", "15", "--webhook-url", "https://hooks.example/x",
+        "--json",
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    rule = json.loads(created.stdout)
+    assert rule["window_minutes"] == 15 and rule["threshold"] == 2.5
+    assert len(rule["secret"]) >= 16
+
+    listed = llmdeck("monitoring", "alerts", "list", "--json")
+    rows = json.loads(listed.stdout)
+    assert [(r["id"], r["name"], r["state"]) for r in rows] == [(rule["id"], "slow answers", "ok")]
+    assert rule["secret"] not in listed.stdout
+
+    shown = llmdeck(
+        "monitoring", "alerts", "create", "costly", "--metric", "cost_per_day",
+        "--threshold", "10", "--webhook-url", "http://127.0.0.1:9/hook",
+    )  # fmt: skip
+    assert shown.exit_code == 0 and "shown once" in shown.stdout
+
+    assert llmdeck("monitoring", "alerts", "delete", rule["id"]).exit_code == 0
+    assert llmdeck("monitoring", "alerts", "delete", "costly").exit_code == 0
+    assert json.loads(llmdeck("monitoring", "alerts", "list", "--json").stdout) == []
+    one_error_line(llmdeck("monitoring", "alerts", "delete", "costly"), "No alert rule 'costly'")
+    assert json.loads(llmdeck("monitoring", "alerts", "history", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--metric", "vibes"], "Unknown metric 'vibes'"),
+        (["--webhook-url", "ftp://x"], "http(s) URL"),
+        (["--window", "0"], "--window:"),
+        (["--comparison", "="], "--comparison:"),
+        (["--secret", "short"], "--secret:"),
+    ],
+)
+def test_alert_rule_refusals_are_one_error_line(db: Database, args: list[str], says: str) -> None:
+    given = {"--metric": "error_rate", "--threshold": "0.1", "--webhook-url": "https://h/x"}
+    given.update(dict(zip(args[::2], args[1::2], strict=True)))
+    flat = [part for pair in given.items() for part in pair]
+    one_error_line(llmdeck("monitoring", "alerts", "create", "r", *flat), says)

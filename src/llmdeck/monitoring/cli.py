@@ -1,4 +1,4 @@
-"""CLI of monitoring: `llmdeck monitoring summary|top|alerts|retention|purge`."""
+"""CLI of monitoring: `llmdeck monitoring summary|top|alerts ...|retention|purge`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import json
 
 import typer
 
-from llmdeck.cli.output import console, db_session, emit
+from llmdeck.cli.output import console, db_session, emit, validated
+from llmdeck.core.errors import InvalidRequest
+from llmdeck.core.settings import get_settings
 from llmdeck.identity import service as identity
 from llmdeck.monitoring import alerts, metrics, retention
+from llmdeck.monitoring.schemas import AlertRuleCreate, AlertRuleCreated, AlertRulePublic
 
 monitoring = typer.Typer(
     help="Dashboards' figures, alerts and retention of traces.", no_args_is_help=True
@@ -46,7 +49,93 @@ def top(
     emit(rows, ["group", "requests", "tokens", "cost"], as_json=as_json)
 
 
-@monitoring.command("alerts")
+alert_rules = typer.Typer(
+    help="Alert rules: a metric over a window against a threshold, sent to a webhook.",
+    no_args_is_help=True,
+)
+monitoring.add_typer(alert_rules, name="alerts")
+RULE_COLUMNS = ["id", "name", "metric", "comparison", "threshold", "window_minutes", "state"]
+
+
+@alert_rules.command("list")
+def alert_list(
+    project: str = typer.Option("default", help="Project whose rules to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The project's alert rules, with their state."""
+    with db_session() as session:
+        target = identity.get_project_by_name_or_raise(session, name=project)
+        rows = [
+            AlertRulePublic.model_validate(r).model_dump(mode="json")
+            for r in alerts.list_rules(session, project_id=target.id)
+        ]
+    emit(rows, [*RULE_COLUMNS, "webhook_url"], as_json=as_json)
+
+
+@alert_rules.command("create")
+def alert_create(
+    name: str = typer.Argument(help="What the rule watches, in words."),
+    metric: str = typer.Option(
+        ..., help=f"One of: {', '.join(alerts.ALERT_METRICS)}.", show_default=False
+    ),
+    threshold: float = typer.Option(..., help="Fires when the metric crosses it."),
+    webhook_url: str = typer.Option(..., help="Where firing and resolved go (POST)."),
+    comparison: str = typer.Option(">", help="> fires above the threshold, < below it."),
+    window: int = typer.Option(60, help="Minutes of data the metric is computed over."),
+    secret: str = typer.Option(
+        None, help="HMAC key of the webhook (16+ characters); generated when left out."
+    ),
+    project: str = typer.Option("default", help="Project of the rule."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Create an alert rule; the webhook's signing secret is printed once."""
+    data = validated(
+        AlertRuleCreate,
+        options={
+            "metric": "--metric",
+            "comparison": "--comparison",
+            "window_minutes": "--window",
+            "webhook_url": "--webhook-url",
+            "secret": "--secret",
+        },
+        name=name,
+        metric=metric,
+        comparison=comparison,
+        threshold=threshold,
+        window_minutes=window,
+        webhook_url=webhook_url,
+        secret=secret,
+    )
+    with db_session() as session:
+        target = identity.get_project_by_name_or_raise(session, name=project)
+        rule, key = alerts.create_rule(session, get_settings(), project_id=target.id, data=data)
+        created = AlertRuleCreated(**AlertRulePublic.model_validate(rule).model_dump(), secret=key)
+    if as_json:
+        console.print_json(created.model_dump_json())
+        return
+    console.print(f"Created alert rule [bold]{name}[/bold] ({created.id}) in {project}.")
+    console.print(f"Webhook signing secret (shown once): {key}", highlight=False, soft_wrap=True)
+
+
+@alert_rules.command("delete")
+def alert_delete(
+    rule: str = typer.Argument(help="Rule id, or its name when no other rule has it."),
+    project: str = typer.Option("default", help="Project of the rule."),
+) -> None:
+    """Delete an alert rule (its history stays)."""
+    with db_session() as session:
+        target = identity.get_project_by_name_or_raise(session, name=project)
+        named = [r.id for r in alerts.list_rules(session, project_id=target.id) if r.name == rule]
+        if len(named) > 1:
+            raise InvalidRequest(
+                f"{len(named)} rules are named {rule!r}; give the id "
+                "(`llmdeck monitoring alerts list` shows them)."
+            )
+        alerts.delete_rule(session, project_id=target.id, rule_id=named[0] if named else rule)
+    console.print(f"Deleted alert rule {rule} from {project}.")
+
+
+@alert_rules.command("history")
 def alert_history(
     project: str = typer.Option("default", help="Project whose alert history to list."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
