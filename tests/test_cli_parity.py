@@ -120,3 +120,46 @@ def test_alert_rule_refusals_are_one_error_line(db: Database, args: list[str], s
     given.update(dict(zip(args[::2], args[1::2], strict=True)))
     flat = [part for pair in given.items() for part in pair]
     one_error_line(llmdeck("monitoring", "alerts", "create", "r", *flat), says)
+
+
+def _create_user(email: str, project: str, role: str) -> None:
+    made = llmdeck(
+        "users", "create", email, "--project", project, "--role", role,
+        input="long enough pw\nlong enough pw\n",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+
+
+def test_users_list_role_and_remove_keep_an_admin(db: Database) -> None:
+    _create_user("ada@example.com", "default", "admin")
+    _create_user("bob@example.com", "default", "viewer")
+
+    def members() -> dict[str, str]:
+        listed = llmdeck("users", "list", "--project", "default", "--json")
+        assert listed.exit_code == 0, listed.output
+        return {m["email"]: m["role"] for m in json.loads(listed.stdout)}
+
+    assert members() == {"ada@example.com": "admin", "bob@example.com": "viewer"}
+
+    demoted = llmdeck("users", "role", "ada@example.com", "builder", "--project", "default")
+    one_error_line(demoted, "last admin of default")
+    removed = llmdeck("users", "remove", "ada@example.com", "--project", "default")
+    one_error_line(removed, "last admin of default")
+
+    promoted = llmdeck("users", "role", "bob@example.com", "admin", "--project", "default")
+    assert promoted.exit_code == 0 and "bob@example.com is now admin in default" in promoted.stdout
+    assert llmdeck("users", "remove", "ada@example.com", "--project", "default").exit_code == 0
+    assert members() == {"bob@example.com": "admin"}
+
+    one_error_line(
+        llmdeck("users", "remove", "ada@example.com", "--project", "default"),
+        "not a member of default",
+    )
+    one_error_line(
+        llmdeck("users", "role", "eve@example.com", "viewer", "--project", "default"),
+        "llmdeck users create eve@example.com",
+    )
+    one_error_line(
+        llmdeck("users", "role", "bob@example.com", "owner", "--project", "default"),
+        "choose one of",
+    )

@@ -6,13 +6,18 @@ import json
 from datetime import datetime
 
 import typer
+from sqlalchemy.orm import Session
 
 from llmdeck.cli.output import console, db_session, emit, validated
+from llmdeck.core.errors import NotFound
 from llmdeck.identity import service
+from llmdeck.identity.models import User
 from llmdeck.identity.schemas import ApiKeyCreate, ApiKeyPublic, ProjectCreate, UserCreate
 
 projects = typer.Typer(help="Create and list projects.", no_args_is_help=True)
-users = typer.Typer(help="Create users who sign in to the console.", no_args_is_help=True)
+users = typer.Typer(
+    help="Users who sign in to the console, and their roles in projects.", no_args_is_help=True
+)
 keys = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -65,6 +70,57 @@ def users_create(
             service.add_member(session, user=user, project=target, role=role)
     where = f" as {role} in {project}" if project else ""
     console.print(f"Created user [bold]{user.email}[/bold]{where}.")
+
+
+MEMBER_PROJECT = typer.Option(..., "--project", help="Project of the members.")
+
+
+def _user_or_raise(session: Session, email: str) -> User:
+    user = service.get_user_by_email(session, email=email)
+    if user is None:
+        raise NotFound(
+            f"No user with email {email!r}. `llmdeck users create {email}` adds one.",
+            param="email",
+        )
+    return user
+
+
+@users.command("list")
+def users_list(project: str = MEMBER_PROJECT, as_json: bool = JSON) -> None:
+    """List a project's members and their roles."""
+    with db_session() as session:
+        target = service.get_project_by_name_or_raise(session, name=project)
+        rows = [
+            {"email": u.email, "name": u.name, "role": role, "superuser": u.is_superuser}
+            for u, role in service.list_members(session, project=target)
+        ]
+    emit(rows, ["email", "name", "role", "superuser"], as_json=as_json)
+
+
+@users.command("role")
+def users_role(
+    email: str,
+    role: str = typer.Argument(help="admin, builder, reviewer or viewer."),
+    project: str = MEMBER_PROJECT,
+) -> None:
+    """Give a user a role in a project, or change it (a project always keeps an admin)."""
+    with db_session() as session:
+        user = _user_or_raise(session, email)
+        target = service.get_project_by_name_or_raise(session, name=project)
+        service.add_member(session, user=user, project=target, role=role)
+        shown = user.email
+    console.print(f"{shown} is now {role} in {project}.")
+
+
+@users.command("remove")
+def users_remove(email: str, project: str = MEMBER_PROJECT) -> None:
+    """Take a user out of a project; their account and other projects stay."""
+    with db_session() as session:
+        user = _user_or_raise(session, email)
+        target = service.get_project_by_name_or_raise(session, name=project)
+        service.remove_member(session, user=user, project=target)
+        shown = user.email
+    console.print(f"Removed {shown} from {project}.")
 
 
 @keys.command("create")
