@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from llmdeck.app import create_app
 from llmdeck.core.settings import get_settings
-from tests.test_console import add_user, page_csrf, sign_in
+from llmdeck.identity import service as identity
+from tests.test_console import add_user, page_csrf, sign_in, sse_events, wait_for_trace
 
 
 @pytest.fixture
@@ -171,3 +172,49 @@ def test_labels_that_cannot_follow_an_at_sign_are_refused(admin) -> None:
         "/prompts/greet/labels", data={"label": "canary.2", "version": "1", "csrf_token": token}
     )
     assert ok.status_code == 303 and "canary.2 → v1" in client.get("/prompts/greet").text
+
+
+def failed_requests(client: TestClient, token: str, n: int) -> list[str]:
+    """Trace ids of `n` playground calls to a model that does not exist (each is recorded)."""
+    run = {"model": "nope", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"X-CSRF-Token": token, "Accept": "text/event-stream"}
+    ids = []
+    for _ in range(n):
+        events = sse_events(client.post("/playground/stream", json=run, headers=headers).text)
+        ids.append(events[0][1]["trace_id"])
+    with client.app.state.runtime.db.session() as session:
+        project_id = identity.get_project_by_name(session, name="default").id
+    for trace_id in ids:
+        wait_for_trace(client.app, project_id, trace_id)
+    return ids
+
+
+def ticked(page: str, trace_id: str) -> bool:
+    return f'value="{trace_id}" form="to-dataset" checked' in page
+
+
+def test_add_to_dataset_keeps_the_ticks_and_asks_before_adding_to_an_existing_one(admin) -> None:
+    client, token = admin
+    first, second = failed_requests(client, token, 2)
+    form = {"csrf_token": token, "trace_ids": [first], "back": "/requests?model=&status=error"}
+    page = client.post("/datasets/from-requests", data=form)
+    assert page.status_code == 200  # the explorer again, not a redirect carrying the error
+    assert "Pick a dataset, or name a new one." in page.text
+    assert ticked(page.text, first) and not ticked(page.text, second)
+    assert 'value="error" selected' in page.text  # the filters it was sent from
+    assert "Pick a dataset" not in client.get("/requests").text  # said once
+    made = client.post("/datasets/from-requests", data={**form, "new_dataset": "picked"})
+    assert made.headers["location"] == "/datasets/picked?added=1"
+    # Naming it again as "new" does not quietly add a version: it says so and offers to add.
+    again = client.post(
+        "/datasets/from-requests", data={**form, "trace_ids": [second], "new_dataset": "picked"}
+    )
+    assert again.status_code == 200 and "A dataset named picked already exists." in again.text
+    assert 'name="existing" value="picked"' in again.text and ticked(again.text, second)
+    assert "Version 1 of 1" in client.get("/datasets/picked").text
+    added = client.post(
+        "/datasets/from-requests",
+        data={**form, "trace_ids": [second], "dataset": "picked", "existing": "picked"},
+    )
+    assert added.headers["location"] == "/datasets/picked?added=1"
+    assert "Version 2 of 2" in client.get("/datasets/picked").text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -24,6 +24,7 @@ from llmdeck.evals.schemas import (
     QueueCreate,
     ReviewSubmit,
 )
+from llmdeck.tracing.pages import render_requests
 
 pages = PageSet("evals", __file__)
 pages.nav("Experiments", "/experiments", section="Build", order=40, icon="chart")
@@ -207,18 +208,39 @@ def add_selected_requests(
     trace_ids: list[str] = Form(default=[]),
     dataset: str = Form(""),
     new_dataset: str = Form(""),
+    existing: str = Form(""),
     back: str = Form("/requests"),
     viewer: Viewer = Depends(signed_in),
 ):
     """The requests explorer's "Add to dataset": the rows ticked there become a new version
-    of the dataset picked (or of a new one, named in the form)."""
+    of the dataset picked (or of a new one, named in the form). A refusal shows the explorer
+    again with the ticks kept and the message said once (not left in the URL)."""
     viewer.require("builder", "change datasets")
-    name = new_dataset.strip() or dataset.strip()
-    back = back if back.startswith("/requests") else "/requests"  # never off-site
-    sep = "&" if "?" in back else "?"
+    new_name = new_dataset.strip()
+    name = existing.strip() or new_name or dataset.strip()
+
+    def again(message: str, *, offer: str = ""):
+        query = parse_qs(urlsplit(back).query)
+        form = {"dataset": offer or dataset, "new_dataset": "" if offer else new_dataset}
+        return render_requests(
+            request,
+            viewer,
+            model=query.get("model", [""])[0],
+            status=query.get("status", [""])[0],
+            selected=trace_ids,
+            form=form,
+            error=message,
+            existing=offer,
+        )
+
     if not name:
-        message = "Pick a dataset, or name a new one."
-        return RedirectResponse(f"{back}{sep}error={quote(message)}", status_code=303)
+        return again("Pick a dataset, or name a new one.")
+    if new_name and not existing:
+        # Naming an existing dataset as "new" would quietly add a version to it: ask first.
+        with _db(request).session() as session:
+            taken = datasets.get_by_name(session, project_id=viewer.project.id, name=new_name)
+        if taken is not None:
+            return again(f"A dataset named {new_name} already exists.", offer=new_name)
     try:
         with _db(request).session() as session:
             _, added = datasets.add_traces(
@@ -226,10 +248,10 @@ def add_selected_requests(
                 project_id=viewer.project.id,
                 name=name,
                 trace_ids=trace_ids,
-                create_missing=bool(new_dataset.strip()),
+                create_missing=bool(new_name) and not existing,
             )
     except LLMDeckError as exc:
-        return RedirectResponse(f"{back}{sep}error={quote(exc.message)}", status_code=303)
+        return again(exc.message)
     return RedirectResponse(f"/datasets/{quote(name)}?added={added}", status_code=303)
 
 

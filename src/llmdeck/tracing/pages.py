@@ -58,15 +58,33 @@ def requests_page(
     model: str = "",
     status: str = "",
     cursor: str = "",
-    error: str = "",
     viewer: Viewer = Depends(signed_in),
 ):
+    return render_requests(request, viewer, model=model, status=status, cursor=cursor)
+
+
+def render_requests(
+    request: Request,
+    viewer: Viewer,
+    *,
+    model: str = "",
+    status: str = "",
+    cursor: str = "",
+    selected: list[str] | None = None,
+    form: dict | None = None,
+    error: str = "",
+    existing: str = "",
+):
+    """The explorer; "Add to dataset" shows it again with the ticks it was sent and a message
+    (`existing` names a dataset to offer when a "new" one was named like it)."""
     page = _page(request, viewer, model, status, cursor)
     with request.app.state.runtime.db.session() as session:
         aliases = [m.alias for m in catalog.list_models(session, project_id=viewer.project.id)]
         dataset_names = _dataset_names(session, viewer)
     if model and model not in aliases:
         aliases.append(model)
+    selected = selected or []
+    shown = {t.trace_id for t in page.data}
     context = {
         "page": page,
         "fingerprint": _fingerprint(page),
@@ -76,7 +94,11 @@ def requests_page(
         "statuses": STATUSES,
         "datasets": dataset_names,
         "can_select": dataset_names is not None,
+        "selected": selected,
+        "kept": [t for t in selected if t not in shown],  # ticked rows not on this page
+        "form": form or {},
         "error": error,
+        "existing": existing,
     }
     return console_of(request).render(request, "tracing/requests.html", context)
 

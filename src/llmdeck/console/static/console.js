@@ -102,6 +102,9 @@
     const button = form.querySelector("#add-to-dataset");
     const count = form.querySelector("#selected-count");
     const boxes = () => [...document.querySelectorAll("input[name=trace_ids][form=to-dataset]")];
+    // A page shown again after a refused "Add to dataset" arrives with the ticks it sent.
+    boxes().filter((b) => b.checked).forEach((b) => selected.add(b.value));
+    form.querySelectorAll("input[data-kept]").forEach((el) => selected.add(el.value));
 
     function sync() {
       const list = boxes();
