@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from typer.testing import CliRunner
 
 from llmdeck.cli.main import app
 from llmdeck.core.db import Database
+from llmdeck.core.ids import new_span_id, new_trace_id
 from llmdeck.core.settings import Settings
 from llmdeck.identity import service as identity
 from llmdeck.knowledge import service as knowledge
 from llmdeck.knowledge.models import KnowledgeBase
 from llmdeck.knowledge.schemas import KnowledgeBaseCreate
+from llmdeck.tracing.writer import SpanRecord, TraceWriter
 
 
 def llmdeck(*args: str, input: str | None = None):
@@ -163,3 +166,48 @@ def test_users_list_role_and_remove_keep_an_admin(db: Database) -> None:
         llmdeck("users", "role", "bob@example.com", "owner", "--project", "default"),
         "choose one of",
     )
+
+
+def _recorded_request(db: Database) -> str:
+    """The trace id of one recorded chat call in the default project."""
+    with db.session() as session:
+        project_id = identity.get_project_by_name_or_raise(session, name="default").id
+    trace_id = new_trace_id()
+    writer = TraceWriter(db, interval=0.05)
+    writer.submit(
+        SpanRecord(
+            project_id=project_id,
+            trace_id=trace_id,
+            span_id=new_span_id(),
+            name="chat m",
+            started_at=datetime.now(UTC),
+            model="m",
+            input=[{"role": "user", "content": "What is 2+2?"}],
+            output="4",
+        )
+    )
+    writer.close()
+    return trace_id
+
+
+def test_datasets_create_then_add_traces_and_missing_names_say_how(db: Database) -> None:
+    trace_id = _recorded_request(db)
+    missing = llmdeck("datasets", "add-traces", "golden", trace_id)
+    one_error_line(missing, "Run `llmdeck datasets create golden` first, or add --create")
+
+    created = llmdeck("datasets", "create", "golden", "--description", "Answers we trust")
+    assert created.exit_code == 0 and "Created dataset golden" in created.stdout
+    one_error_line(llmdeck("datasets", "create", "golden"), "already exists")
+    one_error_line(llmdeck("datasets", "create", "no spaces allowed"), "name:")
+
+    added = llmdeck("datasets", "add-traces", "golden", trace_id)
+    assert added.exit_code == 0, added.output
+    assert "Created" not in added.stdout and "version 1 (+1 items)" in added.stdout
+
+    made = llmdeck("datasets", "add-traces", "fresh", trace_id, "--create")
+    assert made.exit_code == 0, made.output
+    assert "Created dataset fresh" in made.stdout
+
+    listed = {d["name"]: d for d in json.loads(llmdeck("datasets", "list", "--json").stdout)}
+    assert listed["golden"]["description"] == "Answers we trust"
+    assert listed["golden"]["item_count"] == 1 and listed["fresh"]["item_count"] == 1

@@ -8,12 +8,13 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from llmdeck.cli.output import console, db_session, emit, errors, fail_cleanly
-from llmdeck.core.errors import Conflict
+from llmdeck.cli.output import console, db_session, emit, errors, fail_cleanly, validated
+from llmdeck.core.errors import Conflict, NotFound
 from llmdeck.core.settings import get_settings
 from llmdeck.evals import background, gate, service
 from llmdeck.evals import datasets as ds
 from llmdeck.evals.runner import run_experiment
+from llmdeck.evals.schemas import DatasetCreate
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import Principal
 from llmdeck.runtime import Runtime
@@ -242,6 +243,24 @@ def datasets_list(project: str = PROJECT, as_json: bool = JSON) -> None:
     emit(rows, ["name", "version", "item_count", "description"], as_json=as_json)
 
 
+@datasets.command("create")
+def datasets_create(
+    name: str,
+    description: str = typer.Option("", help="What the dataset is for."),
+    project: str = PROJECT,
+) -> None:
+    """Create an empty dataset (version 0); `import` and `add-traces` add items."""
+    data = validated(DatasetCreate, name=name, description=description)
+    with db_session() as session:
+        ds.create(
+            session,
+            project_id=_project_id(session, project),
+            name=data.name,
+            description=data.description,
+        )
+    console.print(f"Created dataset [bold]{name}[/bold] in project {project}.")
+
+
 @datasets.command("import")
 def datasets_import(
     name: str,
@@ -266,24 +285,39 @@ def datasets_import(
 def datasets_add_traces(
     name: str,
     trace_ids: list[str] = typer.Argument(..., help="Trace ids, as `llmdeck traces list` shows."),
-    create: bool = typer.Option(False, "--create", help="Make the dataset if it is missing."),
+    create: bool = typer.Option(
+        False, "--create", help="Make the dataset if it is missing (by default that is an error)."
+    ),
     expected: bool = typer.Option(
         True, "--expected/--no-expected", help="Use each answer as the expected output."
     ),
     project: str = PROJECT,
 ) -> None:
-    """Add recorded requests as items of a new version (input, answer, trace id and model)."""
+    """Add recorded requests as items of a new version (input, answer, trace id and model).
+
+    The dataset must exist (`llmdeck datasets create NAME`) unless --create is given, so
+    that a mistyped name does not quietly start a new dataset."""
     with db_session() as session:
+        pid = _project_id(session, project)
+        missing = ds.get_by_name(session, project_id=pid, name=name) is None
+        if missing and not create:
+            raise NotFound(
+                f"No dataset named {name!r} in project {project}. Run "
+                f"`llmdeck datasets create {name}` first, or add --create.",
+                param="dataset",
+            )
         dataset, added = ds.add_traces(
             session,
-            project_id=_project_id(session, project),
+            project_id=pid,
             name=name,
             trace_ids=trace_ids,
             use_output_as_expected=expected,
             create_missing=create,
         )
-        version = dataset.version
-    console.print(f"Dataset [bold]{name}[/bold] is now version {version} (+{added} items).")
+        version, made = dataset.version, dataset.name
+    if missing:
+        console.print(f"Created dataset [bold]{made}[/bold].")
+    console.print(f"Dataset [bold]{made}[/bold] is now version {version} (+{added} items).")
 
 
 @datasets.command("export")
