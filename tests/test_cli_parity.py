@@ -211,3 +211,20 @@ def test_datasets_create_then_add_traces_and_missing_names_say_how(db: Database)
     listed = {d["name"]: d for d in json.loads(llmdeck("datasets", "list", "--json").stdout)}
     assert listed["golden"]["description"] == "Answers we trust"
     assert listed["golden"]["item_count"] == 1 and listed["fresh"]["item_count"] == 1
+
+
+def test_retention_is_days_or_forever_and_zero_says_how_to_keep_forever(db: Database) -> None:
+    def retention(*args: str) -> str:
+        result = llmdeck("monitoring", "retention", *args)
+        assert result.exit_code == 0, result.output
+        return result.stdout.strip()
+
+    assert retention() == "default keeps spans forever."
+    assert retention("30") == "default keeps spans 30 days."
+    assert retention() == "default keeps spans 30 days."
+    one_error_line(llmdeck("monitoring", "retention", "0"), "use --forever to keep spans forever")
+    one_error_line(llmdeck("monitoring", "retention", "--", "-5"), "DAYS:")
+    one_error_line(llmdeck("monitoring", "retention", "4000"), "DAYS:")
+    one_error_line(llmdeck("monitoring", "retention", "7", "--forever"), "not both")
+    assert retention() == "default keeps spans 30 days."
+    assert retention("--forever") == "default keeps spans forever."

@@ -11,7 +11,12 @@ from llmdeck.core.errors import InvalidRequest
 from llmdeck.core.settings import get_settings
 from llmdeck.identity import service as identity
 from llmdeck.monitoring import alerts, metrics, retention
-from llmdeck.monitoring.schemas import AlertRuleCreate, AlertRuleCreated, AlertRulePublic
+from llmdeck.monitoring.schemas import (
+    AlertRuleCreate,
+    AlertRuleCreated,
+    AlertRulePublic,
+    RetentionUpdate,
+)
 
 monitoring = typer.Typer(
     help="Dashboards' figures, alerts and retention of traces.", no_args_is_help=True
@@ -158,14 +163,35 @@ def alert_history(
 
 @monitoring.command("retention")
 def set_retention(
-    days: int = typer.Argument(..., help="Days to keep spans; 0 keeps them forever."),
+    days: int | None = typer.Argument(
+        None, help="Days to keep spans, 1 to 3650. Leave out (with no --forever) to show it."
+    ),
+    forever: bool = typer.Option(False, "--forever", help="Keep spans forever (no limit)."),
     project: str = typer.Option("default", help="Project to change."),
 ) -> None:
-    """Set how long a project keeps its spans."""
+    """Show or set how long a project keeps its spans (and feedback and alert history).
+
+    A positive number of days, or --forever for no limit (null in the REST API); 0 is
+    refused, as by the API."""
+    if days is not None and forever:
+        raise InvalidRequest("Give a number of days or --forever, not both.")
+    if days == 0:
+        raise InvalidRequest(
+            "0 days would keep nothing; use --forever to keep spans forever, "
+            "or a positive number of days."
+        )
+    change = days is not None or forever
+    if change:
+        days = validated(
+            RetentionUpdate, options={"retention_days": "DAYS"}, retention_days=days
+        ).retention_days
     with db_session() as session:
         target = identity.get_project_by_name_or_raise(session, name=project)
-        retention.set_retention(session, project_id=target.id, days=days or None)
-    console.print(f"{project} keeps spans {'forever' if not days else f'{days} days'}.")
+        if change:
+            kept = retention.set_retention(session, project_id=target.id, days=days)
+        else:
+            kept = retention.get_retention(session, project_id=target.id)
+    console.print(f"{project} keeps spans {'forever' if kept is None else f'{kept} days'}.")
 
 
 @monitoring.command("purge")
