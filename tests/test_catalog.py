@@ -90,8 +90,10 @@ def test_project_scoped_and_disabled_models_are_hidden(db: Database) -> None:
             service.get_for_project_or_raise(session, alias="private", project_id=other.id)
         bundled = service.get_by_alias_or_raise(session, alias="smollm2-135m")
         service.update(session, model=bundled, data=ModelUpdate(status="disabled"))
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound, match="'smollm2-135m' is disabled; an admin can enable"):
             service.get_for_project_or_raise(session, alias="smollm2-135m", project_id=acme.id)
+        with pytest.raises(NotFound, match="does not exist"):
+            service.get_for_project_or_raise(session, alias="no-such-model", project_id=acme.id)
         with pytest.raises(InvalidRequest, match="embedding model"):
             service.get_for_project_or_raise(
                 session, alias="minilm-l6", project_id=acme.id, kind="chat"

@@ -177,6 +177,19 @@ def test_unknown_model_is_404(live_server: LiveServer, project_key: str) -> None
     assert err.value.body["code"] == "model_not_found" and err.value.body["param"] == "model"
 
 
+def test_a_disabled_model_says_it_is_disabled(live_server: LiveServer, project_key: str) -> None:
+    admin = live_server.client(project="e2e")
+    model = {"alias": "e2e-off", "upstream_name": "m", "base_url": "http://127.0.0.1:9/v1"}
+    assert admin.post("/api/models", json={**model, "project": "e2e"}).status_code == 201
+    assert admin.patch("/api/models/e2e-off", json={"status": "disabled"}).status_code == 200
+    with pytest.raises(openai.NotFoundError) as err:
+        _client(live_server, project_key).chat.completions.create(
+            model="e2e-off", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert err.value.body["code"] == "model_disabled"
+    assert "`llmdeck models enable e2e-off` or the Models page" in err.value.body["message"]
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [

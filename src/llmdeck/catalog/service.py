@@ -52,16 +52,20 @@ def get_for_project_or_raise(
 ) -> Model:
     """The active model this project may use under `alias`."""
     model = get_by_alias(session, alias=alias)
-    if (
-        model is None
-        or model.status != "active"
-        or (model.project_id is not None and model.project_id != project_id)
-    ):
+    if model is None or (model.project_id is not None and model.project_id != project_id):
         raise NotFound(
             f"The model {alias!r} does not exist or is not available to this project. "
             "GET /v1/models lists the ones you may use.",
             param="model",
             code="model_not_found",
+        )
+    if model.status != "active":
+        # Still a 404 (`llmdeck models disable` promises it), but one that says why.
+        raise NotFound(
+            f"The model {alias!r} is disabled; an admin can enable it "
+            f"(`llmdeck models enable {alias}` or the Models page).",
+            param="model",
+            code="model_disabled",
         )
     if kind is not None and model.kind != kind:
         raise wrong_kind(alias, model.kind, kind)
