@@ -218,3 +218,38 @@ def test_add_to_dataset_keeps_the_ticks_and_asks_before_adding_to_an_existing_on
     )
     assert added.headers["location"] == "/datasets/picked?added=1"
     assert "Version 2 of 2" in client.get("/datasets/picked").text
+
+
+def test_the_models_form_says_every_problem_in_words_and_asks_for_the_key_again(admin) -> None:
+    client, token = admin
+    empty = add_model(client, token, alias="", upstream_name="", base_url="", api_key="sk-x")
+    assert empty.status_code == 200 and empty.text.count("Required.") == 3
+    for name in ("alias", "upstream_name", "base_url"):
+        assert f'id="m-{name}-error"' in empty.text
+    assert "Enter the key again (it is never sent back to the browser)." in empty.text
+    assert "sk-x" not in empty.text
+    long = add_model(client, token, alias="a" * 201)
+    assert "At most 200 characters." in long.text and "String should have" not in long.text
+    assert "Enter the key again" not in long.text  # no key was typed
+
+
+def test_say_puts_common_pydantic_errors_in_words() -> None:
+    from pydantic import BaseModel, Field, ValidationError
+
+    from llmdeck.console.forms import say
+
+    class Form(BaseModel):
+        name: str = Field(max_length=3)
+        code: str = Field(min_length=4)
+        n: int = Field(ge=1, lt=10)
+        tags: list[str] = Field(max_length=1)
+
+    with pytest.raises(ValidationError) as caught:
+        Form(name="abcd", code="ab", n=0, tags=["a", "b"])
+    said = {e["loc"][0]: say(e) for e in caught.value.errors()}
+    assert said == {
+        "name": "At most 3 characters.",
+        "code": "At least 4 characters.",
+        "n": "Must be at least 1.",
+        "tags": "At most 1 item.",
+    }

@@ -84,10 +84,12 @@ def add_model(
             alias_added = model.alias
     except ValidationError as exc:
         errors = {str(e["loc"][0]): say(e) for e in exc.errors()}
-        return _render(request, viewer, form=form, errors=errors)
+        if not form["base_url"]:  # optional for other providers, required on this form
+            errors["base_url"] = "Required."
+        return _render(request, viewer, form=form | {"key_typed": bool(api_key)}, errors=errors)
     except LLMDeckError as exc:
         errors = {exc.param or "form": exc.message}
-        return _render(request, viewer, form=form, errors=errors)
+        return _render(request, viewer, form=form | {"key_typed": bool(api_key)}, errors=errors)
     return RedirectResponse(f"/models?added={alias_added}", status_code=303)
 
 

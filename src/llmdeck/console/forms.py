@@ -3,28 +3,61 @@
 from __future__ import annotations
 
 
+def _number(value) -> str:
+    return f"{value:,}" if isinstance(value, int | float) else str(value)
+
+
 def say(error: dict) -> str:
     """One error of `ValidationError.errors()`, as a form field's message."""
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
-    if kind in ("missing", "string_too_short"):
+    if kind == "missing" or (kind == "string_too_short" and ctx.get("min_length", 1) <= 1):
         return "Required."
+    if kind == "string_too_short":
+        return f"At least {_number(ctx['min_length'])} characters."
+    if kind == "string_too_long":
+        return f"At most {_number(ctx['max_length'])} characters."
     if kind == "too_short":
         return "Add at least one deployment."
+    if kind == "too_long":
+        limit = ctx["max_length"]
+        return f"At most {_number(limit)} item{'' if limit == 1 else 's'}."
     if kind == "string_pattern_mismatch":
         return "Use letters, digits and . _ : / - only, starting with a letter or digit."
+    if kind in ("string_type", "string_unicode"):
+        return "Enter text."
     if kind == "finite_number":
         return "Enter a finite number."
     if kind.startswith("float"):
         return "Enter a number."
     if kind.startswith("int"):
         return "Enter a whole number."
+    if kind.startswith("bool"):
+        return "Choose yes or no."
     if kind == "less_than_equal":
-        return f"Must be at most {ctx['le']:,}."
+        return f"Must be at most {_number(ctx['le'])}."
+    if kind == "less_than":
+        return f"Must be less than {_number(ctx['lt'])}."
     if kind == "greater_than":
-        return "Must be above zero."
+        return (
+            "Must be above zero."
+            if ctx.get("gt") == 0
+            else f"Must be more than {_number(ctx['gt'])}."
+        )
     if kind == "greater_than_equal":
-        return "Must not be negative."
-    if kind == "literal_error":
+        return (
+            "Must not be negative."
+            if ctx.get("ge") == 0
+            else f"Must be at least {_number(ctx['ge'])}."
+        )
+    if kind in ("literal_error", "enum"):
         return f"Pick one of {ctx.get('expected', 'the choices')}."
+    if kind.startswith("url"):
+        return "Enter a full URL, such as https://api.example.com/v1."
+    if kind in ("json_invalid", "json_type"):
+        return "Enter valid JSON."
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "Enter a JSON object."
+    if kind == "list_type":
+        return "Enter a list."
     return str(error.get("msg", "Invalid value.")).removeprefix("Value error, ")
