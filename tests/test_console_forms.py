@@ -253,3 +253,12 @@ def test_say_puts_common_pydantic_errors_in_words() -> None:
         "n": "Must be at least 1.",
         "tags": "At most 1 item.",
     }
+
+
+def test_a_refused_knowledge_base_name_keeps_the_description(admin) -> None:
+    client, token = admin
+    form = {"name": "bad name!", "description": "Team <handbook>", "csrf_token": token}
+    page = client.post("/knowledge", data=form)
+    assert page.status_code == 200 and "Use letters, digits" in page.text
+    assert 'value="bad name!"' in page.text and 'value="Team &lt;handbook&gt;"' in page.text
+    assert 'placeholder="What it holds" value=""' in client.get("/knowledge").text

@@ -32,12 +32,25 @@ SEARCH_HELP = {
 }
 
 
-def _list(request: Request, viewer: Viewer, *, error: str | None = None, name: str = ""):
+def _list(
+    request: Request,
+    viewer: Viewer,
+    *,
+    error: str | None = None,
+    name: str = "",
+    description: str = "",
+):
     with request.app.state.runtime.db.session() as session:
         rows, _ = service.list(session, project_id=viewer.project.id, limit=200)
         bases = [service.to_public(session, kb) for kb in rows]
     notice = flash.read(request, viewer.session)
-    context = {"bases": bases, "error": error, "name": name, "notice": notice}
+    context = {
+        "bases": bases,
+        "error": error,
+        "name": name,
+        "description": description,
+        "notice": notice,
+    }
     response = console_of(request).render(request, "knowledge/list.html", context)
     flash.clear(response, request, "/knowledge")
     return response
@@ -61,9 +74,10 @@ def create_page(
         with request.app.state.runtime.db.session() as session:
             service.create(session, project_id=viewer.project.id, data=data)
     except ValidationError:
-        return _list(request, viewer, error="Use letters, digits, '.', '_' or '-'.", name=name)
+        error = "Use letters, digits, '.', '_' or '-'."
+        return _list(request, viewer, error=error, name=name, description=description)
     except LLMDeckError as exc:
-        return _list(request, viewer, error=exc.message, name=name)
+        return _list(request, viewer, error=exc.message, name=name, description=description)
     return RedirectResponse(f"/knowledge/{data.name}", status_code=303)
 
 
