@@ -116,6 +116,16 @@ def test_a_failing_template_is_a_400_naming_the_error_and_line(source, says) -> 
     assert failed.value.status_code == 400 and says in failed.value.message
 
 
+@pytest.mark.parametrize(
+    "source",
+    ["{{ ''.__class__ }}", "{% for x in [] %}", "{{ 1 / 0 }}", "{{ x }"],
+)
+def test_template_errors_end_in_one_full_stop(source) -> None:
+    with pytest.raises(InvalidRequest) as failed:
+        render_text(source, {})
+    assert ".." not in failed.value.message and failed.value.message.endswith(".")
+
+
 def test_ordinary_templates_render_as_before() -> None:
     examples = [{"q": "2+2?", "a": " 4 "}, {"q": "Capital of France?", "a": "Paris"}]
     few_shot = (

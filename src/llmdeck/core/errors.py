@@ -50,6 +50,12 @@ class LLMDeckError(Exception):
         return {}
 
 
+def sentence(text: object) -> str:
+    """`text` ending in one full stop: messages quoted from exceptions often end in one."""
+    text = str(text).rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 class InvalidRequest(LLMDeckError):
     status_code = 400
     error_type = "invalid_request_error"
@@ -145,7 +151,8 @@ def invalid_fields(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
         detail = (first.get("ctx") or {}).get("error") or first.get("msg")
         where = f" (at character {loc[1]})" if loc[:1] == ["body"] and len(loc) > 1 else ""
         return InvalidRequest(
-            f"The request body is not valid JSON: {detail}{where}.", code="invalid_value"
+            "The request body is not valid JSON: " + sentence(f"{detail}{where}"),
+            code="invalid_value",
         )
     # Only the leading location goes: a field may itself be named `query` or `path`.
     if loc[:1] == ["body"] or (len(loc) > 1 and loc[0] in _LOCATIONS):
@@ -156,5 +163,5 @@ def invalid_fields(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
     if kind == "missing" and param:
         message = f"Invalid request: {param} is required."
     else:
-        message = f"Invalid request: {param + ': ' if param else ''}{first.get('msg')}."
+        message = f"Invalid request: {param + ': ' if param else ''}{sentence(first.get('msg'))}"
     return InvalidRequest(message, param=param, code="invalid_value")

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from llmdeck.core.errors import Conflict, InvalidRequest, NotFound
+from llmdeck.core.errors import Conflict, InvalidRequest, NotFound, sentence
 from llmdeck.evals.models import Dataset, DatasetItem
 from llmdeck.evals.schemas import DatasetCreate, DatasetPublic, ItemCreate, ItemPublic
 from llmdeck.tracing import service as tracing
@@ -198,7 +198,7 @@ def parse(text: str, fmt: str) -> list[ItemCreate]:
         except ValidationError as exc:
             problem = exc.errors()[0]
             where = ".".join(str(p) for p in problem["loc"])
-            raise InvalidRequest(f"Row {number}: {where}: {problem['msg']}.") from None
+            raise InvalidRequest(f"Row {number}: {where}: {sentence(problem['msg'])}") from None
         out.append(item)
     return out
 

@@ -25,7 +25,7 @@ from xml.etree import ElementTree as ET
 
 import yaml
 
-from llmdeck.core.errors import InvalidRequest
+from llmdeck.core.errors import InvalidRequest, sentence
 from llmdeck.evals import datasets, service
 from llmdeck.evals.metrics import spec_name
 from llmdeck.evals.runner import Progress, run_experiment
@@ -92,7 +92,7 @@ def load_config(path: Path) -> dict[str, Any]:
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise InvalidRequest(f"{path} is not valid YAML: {exc}.") from None
+        raise InvalidRequest(f"{path} is not valid YAML: {sentence(exc)}") from None
     if not isinstance(config, dict):
         raise InvalidRequest(f"{path} must hold a mapping (dataset, target, metrics).")
     config.setdefault("_base", str(path.parent))
@@ -227,7 +227,7 @@ def gate(
         )
     if public.status != "done":
         failures.append(
-            f"The run ended {public.status}: {public.error or 'not every item finished'}."
+            f"The run ended {public.status}: {sentence(public.error or 'not every item finished')}"
         )
     return GateResult(
         experiment=public,

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from llmdeck.core.db import utcnow
-from llmdeck.core.errors import InvalidRequest
+from llmdeck.core.errors import InvalidRequest, sentence
 from llmdeck.core.ids import new_span_id, new_trace_id
 from llmdeck.identity.schemas import Principal
 from llmdeck.prompts import service
@@ -89,7 +89,7 @@ def load_yaml(text: str) -> tuple[str, PromptVersionCreate]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InvalidRequest(f"The chain is not valid YAML: {exc}.") from None
+        raise InvalidRequest(f"The chain is not valid YAML: {sentence(exc)}") from None
     if not isinstance(doc, dict) or not doc.get("name") or not isinstance(doc.get("steps"), list):
         raise InvalidRequest("A chain file needs `name` and a list of `steps`.")
     if not isinstance(doc["name"], str) or not re.fullmatch(NAME, doc["name"]):

@@ -10,7 +10,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import SecurityError
 
-from llmdeck.core.errors import InvalidRequest, LLMDeckError
+from llmdeck.core.errors import InvalidRequest, LLMDeckError, sentence
 from llmdeck.prompts import sandbox
 
 # Autoescape off: these are chat messages, not HTML. StrictUndefined turns a missing
@@ -24,7 +24,7 @@ def _syntax_error(exc: TemplateSyntaxError) -> InvalidRequest:
     if isinstance(exc, sandbox.Unsupported):
         return InvalidRequest(exc.message or "", param="messages", code="template_unsupported")
     return InvalidRequest(
-        f"Template syntax error on line {exc.lineno}: {exc.message}.", param="messages"
+        f"Template syntax error on line {exc.lineno}: {sentence(exc.message)}", param="messages"
     )
 
 
@@ -70,7 +70,7 @@ def render_text(source: str, variables: dict[str, Any]) -> str:
         ) from None
     except SecurityError as exc:
         raise InvalidRequest(
-            f"The template tried something unsafe: {exc}.", param="messages"
+            f"The template tried something unsafe: {sentence(exc)}", param="messages"
         ) from None
     except RecursionError:
         raise sandbox.limit_error(sandbox.TOO_DEEP) from None
@@ -82,7 +82,7 @@ def render_text(source: str, variables: dict[str, Any]) -> str:
         # say what it was and where, as a 400, never a 500.
         detail = str(exc)[:300] or type(exc).__name__
         raise InvalidRequest(
-            f"The template failed{_template_line(exc)}: {type(exc).__name__}: {detail}. "
+            f"The template failed{_template_line(exc)}: {type(exc).__name__}: {sentence(detail)} "
             "Fix the template or the variables given to it.",
             param="messages",
             code="template_error",

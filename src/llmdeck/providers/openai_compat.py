@@ -21,6 +21,7 @@ from llmdeck.core.errors import (
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
+    sentence,
 )
 from llmdeck.providers.base import (
     ChatChunk,
@@ -512,7 +513,7 @@ def _status_error(response: httpx.Response | _Reply) -> LLMDeckError:
         return RateLimited(f"The upstream is rate limiting: {message}", retry_after=seconds)
     if status in (401, 403):
         return UpstreamRejected(
-            f"The upstream rejected llmdeck's credentials ({status}): {message}. "
+            f"The upstream rejected llmdeck's credentials ({status}): {sentence(message)} "
             "Check the model's API key."
         )
     return UpstreamError(f"The upstream failed with HTTP {status}: {message}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from llmdeck.core.errors import InvalidRequest, NotFound
+from llmdeck.core.errors import InvalidRequest, NotFound, sentence
 from llmdeck.core.registry import Plugins, plugins
 from llmdeck.evals.metrics.base import FunctionMetric, Metric, Sample, Score
 from llmdeck.evals.metrics.text import BUILTINS, check_params
@@ -55,7 +55,7 @@ def _construct(cls, **params: Any):
     try:
         return cls(**params)
     except TypeError as exc:
-        raise InvalidRequest(f"Metric {cls.name!r}: {exc}.", param="metrics") from None
+        raise InvalidRequest(f"Metric {cls.name!r}: {sentence(exc)}", param="metrics") from None
 
 
 def spec_name(spec: Any) -> str:

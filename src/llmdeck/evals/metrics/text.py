@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from llmdeck.core.errors import InvalidRequest
+from llmdeck.core.errors import InvalidRequest, sentence
 from llmdeck.evals.metrics.base import Sample, Score
 
 
@@ -43,7 +43,9 @@ def regex(sample: Sample, *, pattern: str | None = None, full: bool = False) -> 
     try:
         compiled = re.compile(source)
     except re.error as exc:
-        return Score(None, f"The pattern {source!r} is not a valid regular expression: {exc}.")
+        return Score(
+            None, f"The pattern {source!r} is not a valid regular expression: {sentence(exc)}"
+        )
     match = compiled.fullmatch(sample.output.strip()) if full else compiled.search(sample.output)
     if match:
         return Score(1.0, f"The pattern {source!r} matched {match.group(0)[:80]!r}.")
