@@ -262,3 +262,23 @@ def test_a_refused_knowledge_base_name_keeps_the_description(admin) -> None:
     assert page.status_code == 200 and "Use letters, digits" in page.text
     assert 'value="bad name!"' in page.text and 'value="Team &lt;handbook&gt;"' in page.text
     assert 'placeholder="What it holds" value=""' in client.get("/knowledge").text
+
+
+def test_playground_settings_carry_the_schemas_bounds_and_a_refusal_is_in_words(admin) -> None:
+    client, token = admin
+    page = client.get("/playground").text
+    assert 'id="temperature-value" data-param="temperature" min="0" max="2"' in page
+    assert 'id="max-tokens" data-param="max_tokens" min="1" max="8192"' in page
+    headers = {"X-CSRF-Token": token, "Accept": "text/event-stream"}
+    run = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "hi"}]}
+    for field, value, words in [
+        ("temperature", 5, "Must be at most 2."),
+        ("max_tokens", 99999, "Must be at most 8,192."),
+        ("max_tokens", 0, "Must be at least 1."),
+    ]:
+        refused = client.post("/playground/stream", json=run | {field: value}, headers=headers)
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["param"] == field and error["message"] == words
+    empty = client.post("/playground/stream", json={"model": "x"}, headers=headers).json()
+    assert empty["error"]["message"] == "Write a message to send, or pick a prompt."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def _number(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a float field's bound of 2 reads "2", not "2.0"
     return f"{value:,}" if isinstance(value, int | float) else str(value)
 
 

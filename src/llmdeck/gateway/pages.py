@@ -14,14 +14,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Body, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from llmdeck.catalog import service as catalog
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
+from llmdeck.console.forms import say
 from llmdeck.console.shell import PageSet, console_of, format_money, format_ms
-from llmdeck.core.errors import LLMDeckError
+from llmdeck.core.errors import InvalidRequest, LLMDeckError
 from llmdeck.gateway.config_pages import router as config_router
 from llmdeck.gateway.schemas import ChatCompletionRequest, ChatMessage
 from llmdeck.gateway.service import chat_call
@@ -54,6 +55,19 @@ class PlaygroundRun(BaseModel):
         if not self.prompt and not self.messages:
             raise ValueError("Write a message to send, or pick a prompt.")
         return self
+
+
+def _limits(field: str) -> dict[str, float]:
+    """The schema's bounds on a number, for the form's min and max attributes."""
+    bounds = {}
+    for rule in PlaygroundRun.model_fields[field].metadata:
+        for attr in ("ge", "le"):
+            if getattr(rule, attr, None) is not None:
+                bounds["min" if attr == "ge" else "max"] = getattr(rule, attr)
+    return bounds
+
+
+LIMITS = {name: _limits(name) for name in ("temperature", "max_tokens")}
 
 
 def _prompt_choice(session, viewer: Viewer, ref: str, variables: str) -> dict[str, Any]:
@@ -122,16 +136,23 @@ def playground(
         "prompt_names": prompt_names,
         "prompt_ref": prompt,
         "problem": problem,
+        "limits": LIMITS,
     }
     return console_of(request).render(request, "gateway/playground.html", context)
 
 
 @pages.router.post("/playground/stream", dependencies=[Depends(csrf_protected)])
 async def playground_stream(
-    body: PlaygroundRun, request: Request, viewer: Viewer = Depends(signed_in)
+    request: Request, payload: dict[str, Any] = Body(...), viewer: Viewer = Depends(signed_in)
 ):
     """Stream one model's answer as server-sent events: start, delta..., done (or error)."""
     viewer.require("builder", "call models")
+    try:
+        body = PlaygroundRun.model_validate(payload)
+    except ValidationError as exc:
+        # In the form's words, with the field it belongs to (the composer shows it there).
+        first = exc.errors()[0]
+        raise InvalidRequest(say(first), param=".".join(map(str, first["loc"])) or None) from None
     messages = list(body.messages)
     if body.system.strip() and not body.prompt:
         messages.insert(0, ChatMessage(role="system", content=body.system))

@@ -231,6 +231,11 @@
         .map((row) => ({ role: row.querySelector("select").value, content: row.querySelector("textarea").value.trim() }))
         .filter((m) => m.content);
       const problems = [];
+      // The number inputs carry the schema's min and max; say it beside the field.
+      const numbers = [...form.querySelectorAll("input[data-param]")];
+      numbers.forEach((input) => showFieldError(input, input.checkValidity() && input.value !== ""
+        ? "" : `Enter a number from ${input.min} to ${input.max}.`));
+      if (numbers.some((input) => input.getAttribute("aria-invalid"))) problems.push("Fix the settings marked below.");
       if (!models.length) problems.push("Pick at least one model.");
       if (!messages.length && !prompt) problems.push("Write a message to send.");
       problem.textContent = problems.join(" ");
@@ -254,6 +259,13 @@
       setRunning(true);
       Promise.allSettled(running.map((r) => r.done)).then(() => { running = []; setRunning(false); });
     });
+
+    function showFieldError(input, message) {
+      const slot = document.getElementById(input.getAttribute("aria-describedby"));
+      slot.textContent = message;
+      slot.hidden = !message;
+      if (message) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+    }
 
     function setRunning(on) {
       sendButton.querySelector("[data-label]").textContent = on ? "Stop" : "Send";
@@ -294,7 +306,16 @@
         }
         if (!response.ok) {
           let message = `The server answered ${response.status}.`;
-          try { message = (await response.json()).error.message; } catch (err) { /* not JSON */ }
+          try {
+            const error = (await response.json()).error;
+            message = error.message;
+            // A setting the server refused: say it beside its field, too.
+            const input = error.param && form.querySelector(`input[data-param="${error.param}"]`);
+            if (input) {
+              showFieldError(input, message);
+              message = `${input.labels[0] ? input.labels[0].textContent : error.param}: ${message}`;
+            }
+          } catch (err) { /* not JSON */ }
           if (response.status === 401) { message = "Your session has ended. Reload the page and sign in again."; }
           return fail(message);
         }
