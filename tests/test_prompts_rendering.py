@@ -247,3 +247,13 @@ def test_cli_render_ends_with_one_error_line(tmp_path) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and STEPS in lines[0], lines
+
+
+def test_a_missing_variable_names_the_cli_option_too(tmp_path) -> None:
+    spec = tmp_path / "greet.yaml"
+    spec.write_text("name: greet\nmessages:\n  - role: user\n    content: Hi {{ who }}\n")
+    assert llmdeck("prompts", "push", str(spec)).returncode == 0
+    result = llmdeck("prompts", "render", "greet")
+    assert result.returncode == 1 and "Missing prompt variable: who" in result.stderr
+    assert "`--var NAME=VALUE` (CLI)" in result.stderr
+    assert llmdeck("prompts", "render", "greet", "--var", "who=Ada").returncode == 0

@@ -64,7 +64,8 @@ def render_text(source: str, variables: dict[str, Any]) -> str:
         missing = sorted(variables_of(source) - set(variables))
         names = ", ".join(missing) if missing else str(exc.message)
         raise InvalidRequest(
-            f"Missing prompt variable: {names}. Pass it in `variables` (or `prompt_variables`).",
+            f"Missing prompt variable: {names}. Pass it in `variables` (API), "
+            "`prompt_variables` (gateway) or `--var NAME=VALUE` (CLI).",
             param="variables",
             code="missing_variable",
         ) from None
