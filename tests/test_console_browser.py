@@ -309,7 +309,8 @@ def test_api_keys_are_created_shown_once_and_revoked(page, server) -> None:
     sync_api.expect(page.locator("tr", has_text="ci-bot")).to_have_count(1)
     row = page.locator("tr", has_text="ci-bot")
     sync_api.expect(row).to_contain_text(secret[:12])
-    row.get_by_role("button", name=re.compile("Revoke key ci-bot")).click()
+    row.locator("summary", has_text="Revoke").click()  # irreversible: asks first
+    row.get_by_role("button", name=re.compile("Yes, revoke key ci-bot")).click()
     sync_api.expect(row).to_contain_text("revoked")
     with server.client(key=secret) as api:
         assert api.get("/api/me").status_code == 401

@@ -282,3 +282,15 @@ def test_playground_settings_carry_the_schemas_bounds_and_a_refusal_is_in_words(
         assert error["param"] == field and error["message"] == words
     empty = client.post("/playground/stream", json={"model": "x"}, headers=headers).json()
     assert empty["error"]["message"] == "Write a message to send, or pick a prompt."
+
+
+def test_revoking_a_key_asks_first_without_javascript(admin) -> None:
+    client, token = admin
+    client.post("/keys", data={"name": "ci-bot", "role": "viewer", "csrf_token": token})
+    page = client.get("/keys").text
+    confirm = re.search(r'<details class="confirm">(.*?)</details>', page, re.S).group(1)
+    assert "<summary" in confirm and "Revoke ci-bot? Calls with this key will fail" in confirm
+    assert "Yes, revoke</button>" in confirm  # the only button that posts is behind the summary
+    action = re.search(r'action="(/keys/[^"]+/revoke)"', confirm).group(1)
+    assert client.post(action, data={"csrf_token": token}).status_code == 303
+    assert 'badge-muted">revoked' in client.get("/keys").text
