@@ -166,6 +166,15 @@ def test_api_refuses_a_bad_alias_or_limit_scope_with_400_naming_the_field(upstre
             long = await gw.client.put(f"/api/gateway/routes/{'x' * 201}", json=route)
             assert long.status_code == 400 and long.json()["error"]["param"] == "alias"
 
+            other = await gw.client.put("/api/gateway/routes/r1", json={**route, "alias": "r2"})
+            assert other.status_code == 400, other.text
+            error = other.json()["error"]
+            assert error["param"] == "alias" and "'r1'" in error["message"]
+            assert "body's `alias` is 'r2'" in error["message"]
+            assert (await gw.client.get("/api/gateway/routes")).json()["data"] == []
+            same = await gw.client.put("/api/gateway/routes/r1", json={**route, "alias": "r1"})
+            assert same.status_code == 200 and same.json()["alias"] == "r1"
+
             for params in ({}, {"project": "default", "key": "abc"}):
                 refused = await gw.client.delete("/api/gateway/limits", params=params)
                 assert refused.status_code == 400, refused.text

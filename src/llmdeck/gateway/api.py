@@ -56,6 +56,14 @@ class DeploymentHealth(BaseModel):
 
 def _route_spec(alias: str, body: RoutePut) -> RouteSpec:
     """The route the path names; the path's alias is checked like any other field."""
+    if body.alias is not None and body.alias != alias:
+        raise InvalidRequest(
+            f"The path names the route {alias!r} but the body's `alias` is {body.alias!r}. "
+            "Leave `alias` out of the body or make it match the path (to rename a route, "
+            "PUT the new alias and DELETE the old one).",
+            param="alias",
+            code="invalid_value",
+        )
     try:
         return RouteSpec.model_validate({**body.model_dump(), "alias": alias})
     except ValidationError as exc:

@@ -145,7 +145,12 @@ class RouteSpec(BaseModel):
 class RoutePut(RouteSpec):
     """A route sent to PUT /api/gateway/routes/{alias}: the path names it."""
 
-    alias: str | None = Field(default=None, max_length=200, pattern=ALIAS_PATTERN)
+    alias: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=ALIAS_PATTERN,
+        description="Optional; when given it must be the path's alias.",
+    )
 
 
 class DeploymentPublic(BaseModel):
