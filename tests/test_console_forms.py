@@ -294,3 +294,12 @@ def test_revoking_a_key_asks_first_without_javascript(admin) -> None:
     action = re.search(r'action="(/keys/[^"]+/revoke)"', confirm).group(1)
     assert client.post(action, data={"csrf_token": token}).status_code == 303
     assert 'badge-muted">revoked' in client.get("/keys").text
+
+
+def test_a_new_prompt_starts_on_the_bundled_chat_model(admin) -> None:
+    client, token = admin
+    assert add_model(client, token, alias="aaa-mine").status_code == 303  # sorts first
+    page = client.get("/prompts").text
+    options = re.search(r'<select id="np-model" name="model">(.*?)</select>', page, re.S).group(1)
+    assert "<option >aaa-mine</option>" in options.replace("\n", "")
+    assert "<option selected>smollm2-135m</option>" in options

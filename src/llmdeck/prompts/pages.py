@@ -40,6 +40,15 @@ def _chat_models(request: Request, viewer: Viewer) -> list[str]:
         ]
 
 
+# The bundled chat model works out of the box; a user-added one may not (no key, wrong URL).
+BUNDLED_CHAT = next(m["alias"] for m in catalog.BUILTIN_MODELS if m["kind"] == "chat")
+
+
+def _default_model(models: list[str]) -> str:
+    """What a new prompt starts on: the bundled chat model if offered, else the first."""
+    return BUNDLED_CHAT if BUNDLED_CHAT in models else (models[0] if models else "")
+
+
 @pages.router.get("/prompts")
 def prompts_page(request: Request, error: str = "", viewer: Viewer = Depends(signed_in)):
     return _list_page(request, viewer, errors={"form": error} if error else None)
@@ -52,11 +61,17 @@ def _list_page(request: Request, viewer: Viewer, *, form=None, errors=None):
             service.to_public(session, p)
             for p in service.list(session, project_id=viewer.project.id)
         ]
+    models = _chat_models(request, viewer)
+    defaults = {
+        "commit_message": "First version",
+        "definition": "",
+        "model": _default_model(models),
+    }
     context = {
         "prompts": rows,
-        "models": _chat_models(request, viewer),
+        "models": models,
         "can_edit": viewer.can("builder"),
-        "form": {"commit_message": "First version", "definition": "", **(form or {})},
+        "form": {**defaults, **(form or {})},
         "errors": errors or {},
     }
     return console_of(request).render(request, "prompts/list.html", context)
