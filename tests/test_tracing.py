@@ -157,3 +157,47 @@ def test_a_trace_is_found_through_its_own_index_in_time_order(db: Database) -> N
         with db.engine.connect() as conn:
             plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
         assert "trace_id=?" in str(plan), plan
+
+
+def test_a_trace_row_shows_the_model_and_tokens_of_its_calls(db: Database) -> None:
+    """An instrumented app's root span is not the LLM call: the list sums its calls, each
+    counted once (an SDK span over the gateway's span of the same call counts once)."""
+    with db.session() as session:
+        project = identity.create_project(session, data=ProjectCreate(name="acme"))
+    at, trace = datetime(2026, 1, 1, tzinfo=UTC), new_trace_id()
+    root = _span(
+        project.id,
+        at,
+        trace_id=trace,
+        name="answer question",
+        kind="chain",
+        model=None,
+        input_tokens=None,
+        output_tokens=None,
+        cost=None,
+        latency_ms=90.0,
+    )
+    first = _span(project.id, at, trace_id=trace, parent_span_id=root.span_id, model="m1")
+    sdk = _span(project.id, at, trace_id=trace, parent_span_id=root.span_id, model="m2")
+    gateway = _span(
+        project.id,
+        at,
+        trace_id=trace,
+        parent_span_id=sdk.span_id,
+        model="m2",
+        input_tokens=10,
+        output_tokens=5,
+        cost=0.01,
+    )
+    writer = TraceWriter(db, interval=0.05)
+    for record in (root, first, sdk, gateway):
+        writer.submit(record)
+    writer.close()
+    with db.session() as session:
+        [row] = service.list_traces(session, project_id=project.id).data
+        assert (row.name, row.model, row.latency_ms) == ("answer question", "m1, m2", 90.0)
+        assert (row.input_tokens, row.output_tokens) == (13, 7)
+        assert row.cost == pytest.approx(0.011)
+        assert [
+            t.trace_id for t in service.list_traces(session, project_id=project.id, model="m2").data
+        ] == [trace]

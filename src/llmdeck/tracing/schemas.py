@@ -36,7 +36,8 @@ class SpanPublic(BaseModel):
 
 
 class TraceSummary(BaseModel):
-    """A trace as listed: its root span's figures."""
+    """A trace as listed: its root span's name, status and timing, with the model(s) and the
+    summed tokens and cost of the trace's model calls."""
 
     trace_id: str
     name: str

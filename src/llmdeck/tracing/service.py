@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from llmdeck.core.errors import InvalidRequest, NotFound
+from llmdeck.monitoring.metrics import REQUEST_KINDS, one_per_call
 from llmdeck.tracing.models import Span
 from llmdeck.tracing.schemas import SpanPublic, TracePage, TracePublic, TraceSummary
 
@@ -26,12 +27,23 @@ def list_traces(
     limit: int = 50,
     cursor: str | None = None,
 ) -> TracePage:
-    """A project's traces, newest first, as root-span summaries."""
+    """A project's traces, newest first: each root span with the model and the summed
+    tokens and cost of the trace's calls (an app's OTLP root span is rarely the call)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}.", param="limit")
     query = select(Span).where(Span.project_id == project_id, Span.parent_span_id.is_(None))
     if model:
-        query = query.where(Span.model == model)
+        call = aliased(Span)
+        query = query.where(
+            or_(
+                Span.model == model,
+                exists().where(
+                    call.project_id == Span.project_id,
+                    call.trace_id == Span.trace_id,
+                    call.model == model,
+                ),
+            )
+        )
     if status:
         query = query.where(Span.status == status)
     if since:
@@ -47,7 +59,27 @@ def list_traces(
         session.scalars(query.order_by(Span.started_at.desc(), Span.id.desc()).limit(limit + 1))
     )
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return TracePage(data=[_summary(span) for span in rows[:limit]], next_cursor=next_cursor)
+    calls = _calls_of(session, project_id, [span.trace_id for span in rows[:limit]])
+    return TracePage(
+        data=[_summary(span, calls.get(span.trace_id, [])) for span in rows[:limit]],
+        next_cursor=next_cursor,
+    )
+
+
+def _calls_of(session: Session, project_id: str, trace_ids: list[str]) -> dict[str, list[Span]]:
+    """Each trace's model calls, each counted once (monitoring's rule), in time order."""
+    calls: dict[str, list[Span]] = {}
+    if not trace_ids:
+        return calls
+    query = select(Span).where(
+        Span.project_id == project_id,
+        Span.trace_id.in_(trace_ids),
+        Span.kind.in_(REQUEST_KINDS),
+        one_per_call(),
+    )
+    for span in session.scalars(query.order_by(Span.started_at, Span.id)):
+        calls.setdefault(span.trace_id, []).append(span)
+    return calls
 
 
 def get_trace_or_raise(session: Session, *, project_id: str, trace_id: str) -> TracePublic:
@@ -65,15 +97,24 @@ def get_trace_or_raise(session: Session, *, project_id: str, trace_id: str) -> T
     return TracePublic(trace_id=trace_id, spans=[SpanPublic.model_validate(s) for s in spans])
 
 
-def _summary(span: Span) -> TraceSummary:
+def _total(values: list[int | float | None]) -> int | float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _summary(span: Span, calls: list[Span]) -> TraceSummary:
+    """The root span's name, status and timing; the model, tokens and cost of its calls."""
+    if not calls:
+        calls = [span]
+    models = ", ".join(dict.fromkeys(c.model for c in calls if c.model))
     return TraceSummary(
         trace_id=span.trace_id,
         name=span.name,
-        model=span.model,
+        model=models or span.model,
         status=span.status,
-        input_tokens=span.input_tokens,
-        output_tokens=span.output_tokens,
-        cost=span.cost,
+        input_tokens=_total([c.input_tokens for c in calls]),
+        output_tokens=_total([c.output_tokens for c in calls]),
+        cost=_total([c.cost for c in calls]),
         latency_ms=span.latency_ms,
         ttft_ms=span.ttft_ms,
         started_at=span.started_at,
