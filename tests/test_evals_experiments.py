@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from llmdeck.core.errors import InvalidRequest
 from llmdeck.evals import datasets, service
 from llmdeck.evals.runner import run_experiment
 from llmdeck.evals.schemas import ExperimentCreate
@@ -59,6 +60,22 @@ def test_dataset_versions_and_csv_jsonl_round_trip(db) -> None:
             again = datasets.parse(datasets.dump(now, fmt), fmt)
             assert [(a.input, a.expected) for a in again] == [(i.input, i.expected) for i in now]
         assert datasets.to_public(session, ds).item_count == 2
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "says"),
+    [("c,d,e", "Line 3 has 3 values but the header has 2"), ("c", "Line 3 has 1 value but")],
+)
+def test_a_csv_row_with_the_wrong_number_of_values_refuses_the_import(
+    db, bad_line: str, says: str
+) -> None:
+    text = f"question,expected\na,b\n{bad_line}\ne,f\n"
+    with db.session() as session:
+        project = identity.get_project_by_name_or_raise(session, name="default").id
+        with pytest.raises(InvalidRequest, match=says) as refused:
+            datasets.import_items(session, project_id=project, name="qa", text=text, fmt="csv")
+        assert refused.value.param == "file" and "(question, expected)" in refused.value.message
+        assert datasets.get_by_name(session, project_id=project, name="qa") is None
 
 
 def _principal(db) -> Principal:

@@ -171,7 +171,7 @@ def parse(text: str, fmt: str) -> list[ItemCreate]:
                 raise InvalidRequest(f"Line {number} is not a JSON object.")
             rows.append(value)
     elif fmt == "csv":
-        rows = [dict(r) for r in csv.DictReader(io.StringIO(text))]
+        rows = _csv_rows(text)
         for row in rows:
             if isinstance(row.get("metadata"), str) and row["metadata"].strip():
                 try:
@@ -201,6 +201,29 @@ def parse(text: str, fmt: str) -> list[ItemCreate]:
             raise InvalidRequest(f"Row {number}: {where}: {sentence(problem['msg'])}") from None
         out.append(item)
     return out
+
+
+def _csv_rows(text: str) -> list[dict[str, Any]]:
+    """CSV rows as dicts; a row with more or fewer values than the header refuses the file
+    (as a bad JSONL line does), rather than quietly dropping or blanking values."""
+    reader = csv.DictReader(io.StringIO(text))
+    rows = []
+    try:
+        for row in reader:
+            extra, got = row.pop(None, None), len([v for v in row.values() if v is not None])
+            if extra is not None or got < len(row):
+                values = got + len(extra or [])
+                header = ", ".join(reader.fieldnames or [])
+                raise InvalidRequest(
+                    f"Line {reader.line_num} has {values} value{'' if values == 1 else 's'} "
+                    f"but the header has {len(row)} columns ({header}). Fix that line (quote "
+                    "values that contain commas) and import the file again.",
+                    param="file",
+                )
+            rows.append(row)
+    except csv.Error as exc:
+        raise InvalidRequest(f"Line {reader.line_num} is not valid CSV: {sentence(exc)}") from None
+    return rows
 
 
 def import_items(
