@@ -355,7 +355,8 @@ def test_playground_tries_a_registered_prompt_on_several_models(upstream) -> Non
             'data-variable="name" value="Ada"' in page and 'data-variable="tone" value=""' in page
         )
         assert 'value="up-a" checked' in page  # the prompt's own model is picked
-        assert 'id="max-tokens" min="1" max="8192" value="33"' in page  # the prompt's params
+        max_tokens = re.search(r'<input[^>]*id="max-tokens"[^>]*>', page).group(0)
+        assert 'value="33"' in max_tokens  # the prompt's params
         token = page_csrf(c, "/playground")
 
         def stream(model: str, variables: dict) -> list[tuple[str, dict]]:

@@ -22,7 +22,7 @@ from llmdeck.catalog import service as catalog
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.forms import say
 from llmdeck.console.shell import PageSet, console_of, format_money, format_ms
-from llmdeck.core.errors import InvalidRequest, LLMDeckError
+from llmdeck.core.errors import InvalidRequest, LLMDeckError, sentence
 from llmdeck.gateway.config_pages import router as config_router
 from llmdeck.gateway.schemas import ChatCompletionRequest, ChatMessage
 from llmdeck.gateway.service import chat_call
@@ -124,7 +124,7 @@ def playground(
             except LLMDeckError as exc:
                 problem = exc.message
             except ValueError as exc:
-                problem = f"Could not read the variables: {exc}."
+                problem = f"Could not read the variables: {sentence(exc)}"
     picked = {chosen["model"]} if chosen and chosen["model"] else set()
     if not any(m.alias in picked for m in models):
         picked = {models[0].alias} if models else set()
