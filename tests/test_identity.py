@@ -136,3 +136,33 @@ def test_project_key_cannot_act_in_another_project(db: Database) -> None:
         _, secret = service.create_key(session, project=acme, data=ApiKeyCreate())
         with pytest.raises(AuthenticationFailed, match="belongs to project 'acme'"):
             service.authenticate_key(session, secret=secret, project_name="other")
+
+
+def test_members_are_listed_changed_and_removed_over_the_api(
+    database_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from llmdeck.app import create_app
+    from llmdeck.core.settings import get_settings
+
+    monkeypatch.setenv("LLMDECK_MASTER_KEY", "ldk-master-members")
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as http:
+        http.headers["Authorization"] = "Bearer ldk-master-members"
+        for email, role in (("ann@x.io", "admin"), ("bob@x.io", "viewer")):
+            user = {"email": email, "password": "long enough pw"}
+            assert http.post("/api/users", json=user).status_code == 201
+            assert http.put("/api/members", json={"email": email, "role": role}).status_code == 200
+        listed = http.get("/api/members").json()
+        assert {(m["email"], m["role"]) for m in listed} >= {
+            ("ann@x.io", "admin"),
+            ("bob@x.io", "viewer"),
+        }
+        assert http.delete("/api/members/bob@x.io").status_code == 204
+        assert "bob@x.io" not in {m["email"] for m in http.get("/api/members").json()}
+        assert http.delete("/api/members/bob@x.io").status_code == 404
+        assert http.delete("/api/members/nobody@x.io").status_code == 404
+        # The project's last admin cannot go.
+        refused = http.delete("/api/members/ann@x.io")
+        assert refused.status_code in (400, 409) and "admin" in refused.json()["error"]["message"]

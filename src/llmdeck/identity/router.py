@@ -124,6 +124,27 @@ def set_member(
     return MemberPublic(email=user.email, project=project.name, role=body.role)
 
 
+@router.get("/members", operation_id="list_members", response_model=list[MemberPublic])
+def list_members(principal: Principal = Depends(admin), session: Session = Depends(get_session)):
+    """This project's members and their roles."""
+    project = session.get(Project, principal.project_id)
+    return [
+        MemberPublic(email=user.email, project=project.name, role=role)
+        for user, role in service.list_members(session, project=project)
+    ]
+
+
+@router.delete("/members/{email}", operation_id="remove_member", status_code=204)
+def remove_member(
+    email: str, principal: Principal = Depends(admin), session: Session = Depends(get_session)
+):
+    """Take a user out of this project (their account stays; the last admin cannot go)."""
+    user = service.get_user_by_email(session, email=email)
+    if user is None:
+        raise NotFound(f"No user with email {email!r}.", param="email")
+    service.remove_member(session, user=user, project=session.get(Project, principal.project_id))
+
+
 @router.get("/keys", operation_id="list_api_keys", response_model=ApiKeyPage)
 def list_api_keys(principal: Principal = Depends(admin), session: Session = Depends(get_session)):
     """This project's API keys (prefixes only; secrets are never stored)."""
