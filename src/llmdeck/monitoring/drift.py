@@ -20,9 +20,9 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from llmdeck.monitoring.metrics import one_per_call
 from llmdeck.monitoring.models import DriftReport
 from llmdeck.tracing.models import Span
+from llmdeck.tracing.service import one_per_call
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 A request is a span of kind `llm` or `embedding` (from the gateway, the SDK or OTLP), counted
 once per call: an app's span of a call that went through the gateway has the gateway's span
-as its child, and only that child counts (see `one_per_call`). The rows of a window are read
-once, in time order, and bucketed here: percentiles need the values themselves, and
-computing them in Python keeps one code path for both databases.
+as its child, and only that child counts (tracing.service.one_per_call). The rows of a
+window are read once, in time order, and bucketed here: percentiles need the values
+themselves, and computing them in Python keeps one code path for both databases.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from llmdeck.core.errors import InvalidRequest
 from llmdeck.monitoring.models import Feedback
 from llmdeck.tracing.models import Span
+from llmdeck.tracing.service import REQUEST_KINDS, one_per_call
 
 WINDOWS = {
     "1h": timedelta(hours=1),
@@ -32,7 +33,6 @@ WINDOWS = {
 # About 60 points per chart whatever the window.
 BUCKETS = {"1h": 60, "6h": 360, "24h": 1800, "7d": 3 * 3600, "30d": 12 * 3600}
 GROUPS = {"model", "api_key", "user", "tag"}
-REQUEST_KINDS = ("llm", "embedding")
 METRICS = (
     "requests",
     "error_rate",
@@ -70,23 +70,6 @@ def window_of(window: str) -> timedelta:
             f"Unknown window {window!r}; choose one of: {', '.join(WINDOWS)}.", param="window"
         )
     return WINDOWS[window]
-
-
-def one_per_call() -> ColumnElement[bool]:
-    """True for a request span that no other request span of its project records again.
-
-    The SDK's span of a call sent to the gateway (and any client span over a traced
-    proxy) is the parent of the span the gateway writes for the same call; counting both
-    would double the requests and tokens. The innermost one counts: it has the tokens, the
-    cost and the model that answered.
-    """
-    inner = aliased(Span)
-    return ~exists().where(
-        inner.project_id == Span.project_id,
-        inner.trace_id == Span.trace_id,
-        inner.parent_span_id == Span.span_id,
-        inner.kind.in_(REQUEST_KINDS),
-    )
 
 
 def _rows(

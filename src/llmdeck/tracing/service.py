@@ -5,13 +5,33 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from llmdeck.core.errors import InvalidRequest, NotFound
-from llmdeck.monitoring.metrics import REQUEST_KINDS, one_per_call
 from llmdeck.tracing.models import Span
 from llmdeck.tracing.schemas import SpanPublic, TracePage, TracePublic, TraceSummary
+
+# The spans that are model calls (from the gateway, the SDK or OTLP).
+REQUEST_KINDS = ("llm", "embedding")
+
+
+def one_per_call() -> ColumnElement[bool]:
+    """True for a request span that no other request span of its project records again.
+
+    The SDK's span of a call sent to the gateway (and any client span over a traced
+    proxy) is the parent of the span the gateway writes for the same call; counting both
+    would double the requests and tokens. The innermost one counts: it has the tokens, the
+    cost and the model that answered.
+    """
+    inner = aliased(Span)
+    return ~exists().where(
+        inner.project_id == Span.project_id,
+        inner.trace_id == Span.trace_id,
+        inner.parent_span_id == Span.span_id,
+        inner.kind.in_(REQUEST_KINDS),
+    )
+
 
 MAX_LIMIT = 200
 
