@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class FeedbackCreate(BaseModel):
@@ -111,4 +111,13 @@ class RetentionPublic(BaseModel):
 
 
 class RetentionUpdate(BaseModel):
-    retention_days: int | None = Field(ge=1, le=3650)
+    retention_days: int | None = Field(
+        le=3650, description="Days spans are kept, 1 to 3650; null keeps them forever."
+    )
+
+    @field_validator("retention_days")
+    @classmethod
+    def _positive(cls, days: int | None) -> int | None:
+        if days is not None and days < 1:
+            raise ValueError("give a number of days from 1 to 3650, or null to keep spans forever")
+        return days
