@@ -121,20 +121,25 @@ def create_prompt(
     return RedirectResponse(f"/prompts/{name}?v=1", status_code=303)
 
 
+def _add_version(session, viewer: Viewer, name: str, data: PromptVersionCreate):
+    """A new version of `name` (created on its first), by the signed-in person."""
+    return service.create_version(
+        session,
+        project_id=viewer.project.id,
+        name=name,
+        data=data,
+        role=viewer.role,
+        author=viewer.email,
+    )
+
+
 def _create(request: Request, viewer: Viewer, name: str, data: PromptVersionCreate) -> bool:
     """Create a prompt or chain with its first version; False when the name is taken (the
     API's push adds a version to an existing one; the console's New forms only create)."""
     with request.app.state.runtime.db.session() as session:
         if service.get_by_name(session, project_id=viewer.project.id, name=name):
             return False
-        service.create_version(
-            session,
-            project_id=viewer.project.id,
-            name=name,
-            data=data,
-            role=viewer.role,
-            author=viewer.email,
-        )
+        _add_version(session, viewer, name, data)
     return True
 
 
@@ -187,14 +192,7 @@ def save_version(
                 labels=[label.strip()] if label.strip() else [],
             )
             with request.app.state.runtime.db.session() as session:
-                row = service.create_version(
-                    session,
-                    project_id=viewer.project.id,
-                    name=name,
-                    data=data,
-                    role=viewer.role,
-                    author=viewer.email,
-                )
+                row = _add_version(session, viewer, name, data)
         except ValidationError as exc:
             errors = {str(e["loc"][0]): e["msg"] for e in exc.errors()}
         except LLMDeckError as exc:
@@ -297,14 +295,7 @@ def save_chain_version(
         document = f"name: {json.dumps(name)}\ncommit_message: {json.dumps(commit_message)}\n"
         _, data = chains.load_yaml(document + "steps:\n" + _indent(steps))
         with request.app.state.runtime.db.session() as session:
-            row = service.create_version(
-                session,
-                project_id=viewer.project.id,
-                name=name,
-                data=data,
-                role=viewer.role,
-                author=viewer.email,
-            )
+            row = _add_version(session, viewer, name, data)
     except LLMDeckError as exc:
         form = {"steps": steps, "commit_message": commit_message}
         errors = {"steps": exc.message}
