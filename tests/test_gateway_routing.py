@@ -57,6 +57,10 @@ def test_503_twice_then_success(upstream) -> None:
             response = await gw.chat("r")
             assert response.status_code == 200, response.text
             assert statuses(await gw.span(response)) == [502, 502, 200]
+            # The client sees what answered without opening the trace.
+            assert response.headers["x-llmdeck-deployment"] == "a"
+            assert response.headers["x-llmdeck-attempts"] == "3"
+            assert "x-llmdeck-fallback" not in response.headers
 
     asyncio.run(scenario())
     assert upstream.hits == 3
@@ -71,6 +75,7 @@ def test_retries_stop_at_the_limit_and_the_error_is_the_upstreams(upstream) -> N
             response = await gw.chat("r")
             assert response.status_code == 502
             assert response.json()["error"]["type"] == "upstream_error"
+            assert response.headers["x-llmdeck-attempts"] == "2"
 
     asyncio.run(scenario())
     assert upstream.hits == 2
@@ -119,6 +124,9 @@ def test_hang_before_headers_fails_over_within_the_deadline(upstream, backup) ->
                 assert statuses(span) == [504, 200]
                 assert span.attributes["fallback"] == "backup"
                 assert span.attributes["deployment"] == "b"
+                assert response.headers["x-llmdeck-fallback"] == "backup"
+                assert response.headers["x-llmdeck-deployment"] == "b"
+                assert response.headers["x-llmdeck-attempts"] == "2"
 
     asyncio.run(scenario())
 

@@ -34,6 +34,9 @@ from llmdeck.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["gateway"])
 TRACE_HEADER = "x-llmdeck-trace-id"
+DEPLOYMENT_HEADER = "x-llmdeck-deployment"
+ATTEMPTS_HEADER = "x-llmdeck-attempts"
+FALLBACK_HEADER = "x-llmdeck-fallback"
 
 
 async def authenticate(
@@ -109,7 +112,7 @@ async def chat_completion(
             result = await runtime.gateway.chat(call)
         except LLMDeckError as exc:
             return error_response(exc, call)
-        _note_cache(call, headers)
+        _note_answer(call, headers)
         message: dict[str, Any] = {"role": "assistant", "content": result.content}
         if result.tool_calls:
             message["tool_calls"] = result.tool_calls
@@ -138,7 +141,7 @@ async def chat_completion(
         first = await anext(stream, None)
     except LLMDeckError as exc:
         return error_response(exc, call)
-    _note_cache(call, headers)
+    _note_answer(call, headers)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     events = _sse(stream, first, completion_id, created, body.model, include_usage)
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
@@ -285,6 +288,8 @@ def error_response(error: LLMDeckError, call: Call | None = None) -> Response:
     headers = error.headers()
     if call is not None:
         headers = {**headers, TRACE_HEADER: call.trace_id}
+        if attempts := call.attributes.get("attempts"):
+            headers[ATTEMPTS_HEADER] = str(len(attempts))
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
 
 
@@ -311,10 +316,18 @@ def _event(data: dict) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-def _note_cache(call, headers: dict[str, str]) -> None:
-    """Tell the client whether the answer came from the cache (when the project has one)."""
-    if "cache" in call.attributes:
-        headers[CACHE_HEADER] = call.attributes["cache"]
+def _note_answer(call: Call, headers: dict[str, str]) -> None:
+    """Tell the client what answered: the cache (when the project has one), or which
+    deployment, after how many attempts and through which fallback alias (LiteLLM and
+    Portkey say the same in headers: debugging a route should not need the trace)."""
+    attributes = call.attributes
+    if "cache" in attributes:
+        headers[CACHE_HEADER] = attributes["cache"]
+    if "deployment" in attributes:
+        headers[DEPLOYMENT_HEADER] = attributes["deployment"]
+        headers[ATTEMPTS_HEADER] = str(len(attributes["attempts"]))
+        if "fallback" in attributes:
+            headers[FALLBACK_HEADER] = attributes["fallback"]
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
