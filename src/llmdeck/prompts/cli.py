@@ -48,7 +48,10 @@ def prompts_push(
     label: list[str] = typer.Option([], "--label", help="Point this label at the new version."),
     project: str = PROJECT,
 ) -> None:
-    """Add a version from YAML: name, messages, model, params, commit_message."""
+    """Add a version from YAML: name, messages, model, params, commit_message.
+
+    Content equal to the latest version's (messages, model, params) adds no version; the
+    labels still point at that version."""
     with fail_cleanly():
         doc = yaml.safe_load(path.read_text())
         if not isinstance(doc, dict) or not doc.get("name"):
@@ -57,10 +60,21 @@ def prompts_push(
         doc["labels"] = list(doc.get("labels", [])) + label
         data = validated(PromptVersionCreate, **doc)
     with db_session() as session:
-        row = service.create_version(
+        pushed = service.push_version(
             session, project_id=_pid(session, project), name=name, data=data, role="admin"
         )
-    console.print(f"Prompt [bold]{name}[/bold] version {row.version} saved.")
+    _report("Prompt", name, pushed, data.labels)
+
+
+def _report(what: str, name: str, pushed: service.Pushed, labels: list[str]) -> None:
+    """Say whether a push added a version, and which labels now point at it."""
+    number = pushed.row.version
+    if pushed.created:
+        console.print(f"{what} [bold]{name}[/bold] version {number} saved.")
+    else:
+        console.print(f"{what} [bold]{name}[/bold] unchanged: still version {number}.")
+    for label in dict.fromkeys(labels):
+        console.print(f"{name}@{label} → version {number}.")
 
 
 @prompts.command("show")
@@ -131,13 +145,14 @@ def chains_push(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A chain YAML file."),
     project: str = PROJECT,
 ) -> None:
-    """Add a chain version from YAML (name, steps)."""
+    """Add a chain version from YAML (name, steps); steps equal to the latest version's add
+    none."""
     with db_session() as session:
         name, data = chain_logic.load_yaml(path.read_text())
-        row = service.create_version(
+        pushed = service.push_version(
             session, project_id=_pid(session, project), name=name, data=data, role="admin"
         )
-    console.print(f"Chain [bold]{name}[/bold] version {row.version} saved.")
+    _report("Chain", name, pushed, data.labels)
 
 
 @chains.command("run")

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from llmdeck.catalog import service as catalog
+from llmdeck.console import flash
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError
@@ -121,9 +122,10 @@ def create_prompt(
     return RedirectResponse(f"/prompts/{name}?v=1", status_code=303)
 
 
-def _add_version(session, viewer: Viewer, name: str, data: PromptVersionCreate):
-    """A new version of `name` (created on its first), by the signed-in person."""
-    return service.create_version(
+def _add_version(session, viewer: Viewer, name: str, data: PromptVersionCreate) -> service.Pushed:
+    """A new version of `name` (created on its first), by the signed-in person; none when
+    the content equals the latest version's."""
+    return service.push_version(
         session,
         project_id=viewer.project.id,
         name=name,
@@ -192,14 +194,29 @@ def save_version(
                 labels=[label.strip()] if label.strip() else [],
             )
             with request.app.state.runtime.db.session() as session:
-                row = _add_version(session, viewer, name, data)
+                pushed = _add_version(session, viewer, name, data)
         except ValidationError as exc:
             errors = {str(e["loc"][0]): e["msg"] for e in exc.errors()}
         except LLMDeckError as exc:
             errors["label" if exc.param == "label" else "form"] = exc.message
     if errors:
         return _editor(request, viewer, name, v=from_version, form=form, errors=errors)
-    return RedirectResponse(f"/prompts/{name}?v={row.version}", status_code=303)
+    return _saved(request, viewer, name, pushed, data.labels)
+
+
+def _saved(
+    request: Request, viewer: Viewer, name: str, pushed: service.Pushed, labels: list[str]
+) -> RedirectResponse:
+    """Open the version saved; when nothing changed, say so there (and where labels went)."""
+    number = pushed.row.version
+    response = RedirectResponse(f"/prompts/{name}?v={number}", status_code=303)
+    if not pushed.created:
+        notice = f"Nothing to save: {name} is unchanged, still version {number}."
+        if labels:
+            moved = ", ".join(labels)
+            notice += f" {moved} {'now points' if len(labels) == 1 else 'now point'} at it."
+        flash.put(response, request, viewer.session, f"/prompts/{name}", notice)
+    return response
 
 
 @pages.router.get("/prompts/{name}")
@@ -212,7 +229,12 @@ def prompt_page(
     viewer: Viewer = Depends(signed_in),
 ):
     errors = {"form": error} if error else None
-    return _editor(request, viewer, name, v=v, diff_from=diff_from, errors=errors)
+    notice = flash.read(request, viewer.session)
+    response = _editor(
+        request, viewer, name, v=v, diff_from=diff_from, errors=errors, notice=notice
+    )
+    flash.clear(response, request, f"/prompts/{name}")
+    return response
 
 
 def _editor(
@@ -226,6 +248,7 @@ def _editor(
     errors: dict[str, str] | None = None,
     run: dict[str, Any] | None = None,
     partial: bool = False,
+    notice: str | None = None,
 ):
     """The editor at version `v`, its fields refilled with what was typed when refused."""
     with request.app.state.runtime.db.session() as session:
@@ -275,6 +298,7 @@ def _editor(
         "errors": errors or {},
         "inputs": inputs,
         "run": run or {},
+        "notice": notice,
     }
     template = "prompts/_run.html" if partial else "prompts/editor.html"
     return console_of(request).render(request, template, context)
@@ -295,12 +319,12 @@ def save_chain_version(
         document = f"name: {json.dumps(name)}\ncommit_message: {json.dumps(commit_message)}\n"
         _, data = chains.load_yaml(document + "steps:\n" + _indent(steps))
         with request.app.state.runtime.db.session() as session:
-            row = _add_version(session, viewer, name, data)
+            pushed = _add_version(session, viewer, name, data)
     except LLMDeckError as exc:
         form = {"steps": steps, "commit_message": commit_message}
         errors = {"steps": exc.message}
         return _editor(request, viewer, name, v=from_version, form=form, errors=errors)
-    return RedirectResponse(f"/prompts/{name}?v={row.version}", status_code=303)
+    return _saved(request, viewer, name, pushed, data.labels)
 
 
 def _indent(text: str) -> str:

@@ -20,6 +20,7 @@ from llmdeck.prompts.schemas import (
     PromptPage,
     PromptVersionCreate,
     PromptVersionPublic,
+    PromptVersionPushed,
     RenderedPrompt,
     RenderRequest,
 )
@@ -42,20 +43,43 @@ def list_prompts(
     return {"data": [service.to_public(session, p) for p in rows], "next_cursor": None}
 
 
+UNCHANGED = {
+    200: {
+        "model": PromptVersionPushed,
+        "description": "The content equals the latest version's: that version, unchanged "
+        "(`created` is false), with the labels asked for now pointing at it.",
+    }
+}
+
+
+def _pushed(session: Session, pushed: service.Pushed, response: Response) -> PromptVersionPushed:
+    """The version a push left as latest: 201 when it is new, 200 when it was kept."""
+    response.status_code = 201 if pushed.created else 200
+    label_map = service.labels(session, prompt=pushed.prompt)
+    public = service.version_public(pushed.prompt, pushed.row, label_map)
+    return PromptVersionPushed(**public.model_dump(), created=pushed.created)
+
+
 @router.post(
     "/{name}/versions",
     operation_id="create_prompt_version",
-    response_model=PromptVersionPublic,
+    response_model=PromptVersionPushed,
     status_code=201,
+    responses=UNCHANGED,
 )
 def create_prompt_version(
     body: PromptVersionCreate,
+    response: Response,
     name: str = PromptName,
     principal: Principal = Depends(builder),
     session: Session = Depends(get_session),
 ):
-    """Add an immutable version (the first one creates the prompt); `labels` point at it."""
-    row = service.create_version(
+    """Add an immutable version (the first one creates the prompt); `labels` point at it.
+
+    When the content (messages or steps, model, params) equals the latest version's, no
+    version is added: the answer is that version with 200 and `created: false`.
+    """
+    pushed = service.push_version(
         session,
         project_id=principal.project_id,
         name=name,
@@ -63,8 +87,7 @@ def create_prompt_version(
         role=principal.role,
         author=principal.api_key_id or principal.user_id,
     )
-    prompt = service.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
-    return service.version_public(prompt, row, service.labels(session, prompt=prompt))
+    return _pushed(session, pushed, response)
 
 
 @router.get("/{name}", operation_id="get_prompt", response_model=PromptVersionPublic)
@@ -176,17 +199,25 @@ class ChainRun(BaseModel):
 
 
 @chains_router.post(
-    "", operation_id="create_chain_version", response_model=PromptVersionPublic, status_code=201
+    "",
+    operation_id="create_chain_version",
+    response_model=PromptVersionPushed,
+    status_code=201,
+    responses=UNCHANGED,
 )
 async def create_chain_version(
     request: Request,
+    response: Response,
     principal: Principal = Depends(builder),
     runtime: Runtime = Depends(get_runtime),
 ):
-    """Add a chain version from a YAML body (`name`, `steps`; loaded with safe_load)."""
+    """Add a chain version from a YAML body (`name`, `steps`; loaded with safe_load).
+
+    Steps equal to the latest version's add no version: 200 and `created: false`.
+    """
     name, data = chains.load_yaml((await request.body()).decode("utf-8"))
     with runtime.db.session() as session:
-        row = service.create_version(
+        pushed = service.push_version(
             session,
             project_id=principal.project_id,
             name=name,
@@ -194,8 +225,7 @@ async def create_chain_version(
             role=principal.role,
             author=principal.api_key_id or principal.user_id,
         )
-        prompt = service.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
-        return service.version_public(prompt, row, service.labels(session, prompt=prompt))
+        return _pushed(session, pushed, response)
 
 
 @chains_router.post("/{ref}/runs", operation_id="run_chain", response_model=dict)

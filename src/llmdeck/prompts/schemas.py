@@ -55,6 +55,15 @@ class PromptVersionPublic(BaseModel):
     created_at: datetime
 
 
+class PromptVersionPushed(PromptVersionPublic):
+    """A push's answer: the new version, or the latest one when the content was the same."""
+
+    created: bool = Field(
+        description="False when the content equals the latest version's: no version was "
+        "added, and the labels asked for point at that latest version."
+    )
+
+
 class PromptPublic(BaseModel):
     id: str
     name: str

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -169,7 +171,32 @@ def _check_steps(steps: list[dict[str, Any]]) -> list[str]:
     return check_steps(steps)
 
 
-def create_version(
+@dataclass(frozen=True)
+class Pushed:
+    """What pushing content did: `row` is the latest version, new only when `created`."""
+
+    prompt: Prompt
+    row: PromptVersion
+    created: bool
+
+
+def _same_content(
+    row: PromptVersion, messages: list[dict[str, Any]], data: PromptVersionCreate
+) -> bool:
+    """Whether `data` does what `row` does: the same messages (or steps), model and params,
+    compared as canonical JSON so that key order (as in YAML) does not count. The commit
+    message, description and labels are not content."""
+
+    def canonical(messages: Any, steps: Any, model: str | None, params: Any) -> str:
+        doc = {"messages": messages or [], "steps": steps, "model": model, "params": params or {}}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    return canonical(messages, data.steps, data.model, data.params) == canonical(
+        row.messages, row.steps, row.model, row.params
+    )
+
+
+def push_version(
     session: Session,
     *,
     project_id: str,
@@ -178,8 +205,10 @@ def create_version(
     role: str,
     author: str | None = None,
     kind: str = "prompt",
-) -> PromptVersion:
-    """Add an immutable version (creating the prompt on its first one)."""
+) -> Pushed:
+    """Add an immutable version (creating the prompt on its first one), unless its content
+    equals the latest version's: then no version is added, and the labels asked for point at
+    that latest one (so pushing the same file from CI on every commit adds nothing)."""
     if not data.messages and not data.steps:
         raise InvalidRequest("A version needs messages (or, for a chain, steps).", param="messages")
     messages = [m.model_dump() for m in data.messages]
@@ -197,6 +226,31 @@ def create_version(
         raise InvalidRequest(f"{name!r} is a {prompt.kind}, not a {kind}.", param="name")
     if data.description is not None:
         prompt.description = data.description
+    latest = session.scalar(
+        select(PromptVersion)
+        .where(PromptVersion.prompt_id == prompt.id)
+        .order_by(PromptVersion.version.desc())
+        .limit(1)
+    )
+    if latest is not None and _same_content(latest, messages, data):
+        row, created = latest, False
+    else:
+        row, created = _add_version(session, prompt, data, messages, variables, author), True
+    for label in data.labels:
+        set_label(
+            session, prompt=prompt, label=label, version=row.version, role=role, author=author
+        )
+    return Pushed(prompt=prompt, row=row, created=created)
+
+
+def _add_version(
+    session: Session,
+    prompt: Prompt,
+    data: PromptVersionCreate,
+    messages: list[dict[str, Any]],
+    variables: list[str],
+    author: str | None,
+) -> PromptVersion:
     number = (
         session.scalar(
             select(func.max(PromptVersion.version)).where(PromptVersion.prompt_id == prompt.id)
@@ -217,9 +271,29 @@ def create_version(
     session.add(row)
     session.flush()
     _changed(session, prompt.project_id)
-    for label in data.labels:
-        set_label(session, prompt=prompt, label=label, version=number, role=role, author=author)
     return row
+
+
+def create_version(
+    session: Session,
+    *,
+    project_id: str,
+    name: str,
+    data: PromptVersionCreate,
+    role: str,
+    author: str | None = None,
+    kind: str = "prompt",
+) -> PromptVersion:
+    """`push_version`'s version, for callers that need not know whether it is new."""
+    return push_version(
+        session,
+        project_id=project_id,
+        name=name,
+        data=data,
+        role=role,
+        author=author,
+        kind=kind,
+    ).row
 
 
 LABEL_RULE = (
