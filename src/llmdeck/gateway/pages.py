@@ -23,7 +23,7 @@ from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.forms import say
 from llmdeck.console.shell import PageSet, console_of, format_money, format_ms
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, sentence
-from llmdeck.gateway.config_pages import router as config_router
+from llmdeck.gateway import cache_pages, config_pages, limit_pages, route_pages, yaml_pages
 from llmdeck.gateway.schemas import ChatCompletionRequest, ChatMessage
 from llmdeck.gateway.service import chat_call
 from llmdeck.providers.base import ChatChunk
@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 pages = PageSet("gateway", __file__)
 pages.nav("Playground", "/playground", section="Build", min_role="builder", order=10, icon="chat")
 pages.nav("Gateway", "/gateway", section="Settings", order=88, icon="shield")
-pages.router.include_router(config_router)  # routes, limits, cache, YAML: config_pages.py
+# The Gateway page (config_pages.py) and the forms of its sections.
+for config_section in (config_pages, route_pages, limit_pages, cache_pages, yaml_pages):
+    pages.router.include_router(config_section.router)
 
 MAX_MODELS = 3
 
