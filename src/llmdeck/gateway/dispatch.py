@@ -161,11 +161,17 @@ class Dispatch:
         try:
             async with timeouts.timeout(timeout):
                 if call.kind == "embedding":
-                    # Passed only when asked for: a plug-in provider may not take it.
-                    options = {"dimensions": call.dimensions} if call.dimensions else {}
+                    # Passed only when asked for: a plug-in provider may not take them.
+                    options: dict[str, Any] = {}
+                    if call.dimensions:
+                        options["dimensions"] = call.dimensions
+                    if call.options.get("truncate"):
+                        options["truncate"] = True
                     outcome = await provider.embed(
                         deployment.upstream_name, call.inputs or [], **options
                     )
+                    if outcome.truncated:
+                        call.attributes["embedding.truncated"] = len(outcome.truncated)
                 else:
                     # The request names what this attempt calls (only providers read it).
                     request = call.chat

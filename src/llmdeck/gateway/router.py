@@ -152,7 +152,12 @@ async def embeddings(
 ) -> Response:
     """The answer to an embeddings request (the route and gateway/fastpath.py share it)."""
     call = embedding_call(
-        principal, body.model, body.input, source="gateway", dimensions=body.dimensions
+        principal,
+        body.model,
+        body.input,
+        source="gateway",
+        dimensions=body.dimensions,
+        truncate=body.truncate,
     )
     join_trace(call, traceparent)
     try:

@@ -49,6 +49,13 @@ class EmbeddingRequest(BaseModel):
         default=None, ge=1, description="Shorter vectors, if the model can."
     )
     user: str | None = None
+    # llmdeck's own, like the chat body's `cache`: never sent upstream.
+    truncate: bool = Field(
+        default=False,
+        description="Embed only the start of an input longer than the bundled model reads "
+        "(its usage counts what was read), instead of refusing it. Upstream deployments "
+        "are not sent this and refuse or cut as they do.",
+    )
 
 
 class Usage(BaseModel):

@@ -133,7 +133,12 @@ def embedding_call(
     *,
     source: str,
     dimensions: int | None = None,
+    truncate: bool = False,
 ) -> Call:
+    """A pipeline call embedding `inputs`.
+
+    An input longer than the model reads is refused; `truncate` embeds its start instead.
+    """
     items = [inputs] if isinstance(inputs, str) else inputs
     if not items or any(not isinstance(t, str) or not t for t in items):
         raise InvalidRequest("input must be a non-empty string or list of them.", param="input")
@@ -146,6 +151,7 @@ def embedding_call(
         inputs=items,
         source=source,
         dimensions=dimensions,
+        options={"truncate": True} if truncate else {},
     )
 
 

@@ -95,7 +95,11 @@ def merge_tool_calls(calls: list[dict[str, Any]], fragments: list[dict[str, Any]
 @dataclass
 class EmbeddingResult:
     vectors: list[list[float]]
+    # What the model read: with `truncate`, an input cut to the model's limit counts the limit.
     input_tokens: int
+    # The indexes of the inputs cut to fit (asked for with `truncate`); empty where nothing
+    # was cut or the provider cannot tell (an upstream does not say).
+    truncated: list[int] = field(default_factory=list)
 
 
 class Provider(ABC):
@@ -133,9 +137,19 @@ class Provider(ABC):
         )
 
     async def embed(
-        self, model: str, inputs: list[str], *, dimensions: int | None = None
+        self,
+        model: str,
+        inputs: list[str],
+        *,
+        dimensions: int | None = None,
+        truncate: bool = False,
     ) -> EmbeddingResult:
-        """Embed `inputs`; `dimensions` asks for shorter vectors (refused if impossible)."""
+        """Embed `inputs`; `dimensions` asks for shorter vectors (refused if impossible).
+
+        An input longer than the model reads is refused (`ContextWindowExceeded`), unless
+        `truncate` asks to embed its start instead. A provider that cannot honour
+        `truncate` leaves the choice to its upstream (which refuses or cuts as it does).
+        """
         raise InvalidRequest(f"Provider {self.name!r} does not serve embeddings.", param="model")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing

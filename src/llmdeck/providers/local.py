@@ -137,7 +137,12 @@ class LocalProvider(Provider):
         )
 
     async def embed(
-        self, model: str, inputs: list[str], *, dimensions: int | None = None
+        self,
+        model: str,
+        inputs: list[str],
+        *,
+        dimensions: int | None = None,
+        truncate: bool = False,
     ) -> EmbeddingResult:
         if model != "all-minilm-l6-v2":
             raise InvalidRequest(
@@ -152,15 +157,35 @@ class LocalProvider(Provider):
                 code="unsupported_parameter",
             )
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_embedding, self._embed, inputs)
+        return await loop.run_in_executor(_embedding, self._embed, inputs, truncate)
 
-    def _embed(self, inputs: list[str]) -> EmbeddingResult:
+    def _embed(self, inputs: list[str], truncate: bool) -> EmbeddingResult:
         embedder = local_models.embedding_model(self.settings.local_threads)
-        tokens = embedder.tokenizer(inputs, truncation=True, max_length=embedder.max_seq_length)
+        limit = embedder.max_seq_length
+        # Counted whole (special tokens included, as the model reads them): the model itself
+        # would silently drop what lies past `limit` and answer as if it had read it all.
+        # verbose=False: an over-long input is this check's business, not a log warning.
+        lengths = [len(ids) for ids in embedder.tokenizer(inputs, verbose=False)["input_ids"]]
+        cut = [i for i, n in enumerate(lengths) if n > limit]
+        if cut and not truncate:
+            raise _too_long(cut, lengths, limit)
         vectors = embedder.encode(inputs, batch_size=64, normalize_embeddings=True)
         return EmbeddingResult(
-            vectors=vectors.tolist(), input_tokens=sum(len(ids) for ids in tokens["input_ids"])
+            vectors=vectors.tolist(),
+            input_tokens=sum(min(n, limit) for n in lengths),
+            truncated=cut,
         )
+
+
+def _too_long(cut: list[int], lengths: list[int], limit: int) -> ContextWindowExceeded:
+    first = cut[0]
+    others = f" ({len(cut) - 1} more inputs are too long as well)" if len(cut) > 1 else ""
+    return ContextWindowExceeded(
+        f"Input {first} is {lengths[first]} word pieces (tokens) long{others}; the bundled "
+        f"embedding model reads at most {limit}, and would embed only its start. Shorten or "
+        f'split it, or send "truncate": true to embed its first {limit} word pieces.',
+        param="input",
+    )
 
 
 def _refuse_unsupported(request: ChatRequest) -> None:

@@ -158,8 +158,15 @@ class OpenAICompatibleProvider(Provider):
             yield response.aiter_lines()
 
     async def embed(
-        self, model: str, inputs: list[str], *, dimensions: int | None = None
+        self,
+        model: str,
+        inputs: list[str],
+        *,
+        dimensions: int | None = None,
+        truncate: bool = False,
     ) -> EmbeddingResult:
+        # `truncate` is llmdeck's own and not sent: the upstream refuses or cuts an
+        # over-long input as it does (OpenAI refuses; TEI has its own switch).
         body: dict[str, Any] = {"model": model, "input": inputs}
         if dimensions is not None:
             body["dimensions"] = dimensions
