@@ -6,7 +6,8 @@ every process, kept for the policy's TTL). The semantic cache embeds the last us
 with the policy's embedding model (through the provider layer) and answers from the most
 similar earlier prompt whose cosine similarity reaches the threshold, among requests with
 the same model, parameters and earlier messages. Its vectors are also held in memory per
-process, loaded from the database on first use.
+process, loaded from the database on first use. A message longer than the embedding model
+reads is not compared: only the exact cache applies to it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from llmdeck.providers.service import get_provider
 log = logging.getLogger(__name__)
 MAX_VECTORS_PER_SCOPE = 5000
 CACHE_HEADER = "x-llmdeck-cache"
+# The error code of an input longer than the embedding model reads (ours and OpenAI's).
+TOO_LONG = "context_length_exceeded"
 
 
 def _text(content: Any) -> str | None:
@@ -142,8 +145,13 @@ class Cache:
                 vector = await self._embed(rule, call.principal, text)
             except LLMDeckError as exc:
                 # The policy's embedding model failing must not fail the call: it is a miss.
-                log.warning("semantic cache lookup failed in %s: %s", project, exc.message)
-                call.attributes["cache_error"] = exc.message
+                if exc.code == TOO_LONG:
+                    # Expected, not a fault: see _embed. The exact cache still applies.
+                    log.debug("semantic cache skipped in %s: %s", project, exc.message)
+                    call.attributes["cache_semantic"] = "skipped: message too long to embed"
+                else:
+                    log.warning("semantic cache lookup failed in %s: %s", project, exc.message)
+                    call.attributes["cache_error"] = exc.message
             else:
                 hit = await self._similar(project, scope, vector, rule.semantic_threshold, call)
         if hit is not None:
@@ -197,6 +205,10 @@ class Cache:
             await close_stream(stream)
 
     async def _embed(self, rule: CacheRule, principal: Principal, text: str) -> np.ndarray:
+        """The message's vector. Never truncated: two long messages sharing their start (a
+        pasted document, then different questions) would look alike and one would get the
+        other's answer. A message longer than the model reads is refused, so it is neither
+        looked up nor stored semantically."""
         target = await self.directory.target(rule.embedding_model, principal, "embedding")
         deployment = target.deployments[0]
         provider = get_provider(deployment.provider, deployment.connection, self.settings)
@@ -247,6 +259,8 @@ class Cache:
                 .order_by(CacheEntry.created_at)
             )
             for key, embedding, expires_at in rows:
+                if embedding is None:  # stored as JSON null, which IS NOT NULL lets through
+                    continue
                 vectors.add(key, np.asarray(embedding, dtype=np.float32), expires_at.timestamp())
         return vectors
 
