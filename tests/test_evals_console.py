@@ -431,7 +431,7 @@ def test_datasets_are_made_imported_and_added_to_in_the_console(database_url) ->
         )
         assert imported.headers["location"] == "/datasets/faq?added=2&via=file"
         page = c.get(imported.headers["location"]).text
-        assert "Imported 2 items from the file as version 2" in page
+        assert "Imported the file as version 2: 2 added, 0 already in the dataset." in page
         assert "Capital of France?" in page and "What is 2+2?" in page
         # A bad file says which line is wrong; a new name imports as a new dataset.
         broken = ("bad.jsonl", b'{"input": {"q": "ok"}}\nnot json\n')

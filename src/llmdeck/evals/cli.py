@@ -267,18 +267,25 @@ def datasets_import(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A .csv or .jsonl file."),
     project: str = PROJECT,
 ) -> None:
-    """Add a file's items as a new version (creating the dataset if needed)."""
+    """Add a file's items as a new version (creating the dataset if needed).
+
+    Rows already in the dataset are skipped; when none is new, no version is made."""
     fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
     with db_session() as session:
-        dataset, added = ds.import_items(
+        imported = ds.import_items(
             session,
             project_id=_project_id(session, project),
             name=name,
             text=path.read_text(encoding="utf-8-sig"),
             fmt=fmt,
         )
-        version = dataset.version
-    console.print(f"Dataset [bold]{name}[/bold] is now version {version} (+{added} items).")
+        version = imported.dataset.version
+    state = "is now" if imported.added else "stays at"
+    # soft_wrap: one line however long, as CI logs and `grep` expect.
+    console.print(
+        f"Dataset [bold]{name}[/bold] {state} version {version}: {imported.summary}.",
+        soft_wrap=True,
+    )
 
 
 @datasets.command("add-traces")

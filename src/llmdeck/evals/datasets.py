@@ -10,6 +10,7 @@ import builtins
 import csv
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -226,19 +227,55 @@ def _csv_rows(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def import_items(
-    session: Session, *, project_id: str, name: str, text: str, fmt: str
-) -> tuple[Dataset, int]:
-    """Add a CSV or JSONL file's items as a new version of `name`, made first if missing;
-    returns the dataset and how many items were added (the API, CLI and console import)."""
+@dataclass(frozen=True)
+class Imported:
+    """What an import did: `added` items as one new version (none when 0), and how many of
+    the file's rows were `already` items of the dataset's current version."""
+
+    dataset: Dataset
+    added: int
+    already: int
+
+    @property
+    def summary(self) -> str:
+        return import_summary(self.added, self.already)
+
+
+def import_summary(added: int, already: int) -> str:
+    """'2 added, 1 already in the dataset', or when nothing was new, 'all 3 items already in
+    the dataset; nothing added' (the words every surface reports an import with)."""
+    if added:
+        return f"{added} added, {already} already in the dataset"
+    if already == 1:
+        return "its one item is already in the dataset; nothing added"
+    return f"all {already} items already in the dataset; nothing added"
+
+
+def _content_key(variables: Any, expected: Any, metadata: Any) -> str:
+    """An item's input, expected output and metadata as canonical JSON (key order does not
+    count): two items with the same key are the same item to an import."""
+    doc = [variables or {}, expected, metadata or {}]
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def import_items(session: Session, *, project_id: str, name: str, text: str, fmt: str) -> Imported:
+    """Add a CSV or JSONL file's items as a new version of `name`, made first if missing
+    (the API, CLI and console import).
+
+    Rows equal to an item of the current version are skipped, so importing the same file
+    twice adds nothing (and makes no version); rows repeated within the file are kept as
+    written."""
     new = parse(text, fmt)
     if not new:
         raise InvalidRequest("The file has no items.", param="file")
     dataset = get_by_name(session, project_id=project_id, name=name)
     if dataset is None:
         dataset = create(session, project_id=project_id, name=_usable_name(name))
-    change(session, dataset=dataset, add=new)
-    return dataset, len(new)
+    stored = {_content_key(i.input, i.expected, i.meta) for i in items(session, dataset=dataset)}
+    fresh = [i for i in new if _content_key(i.input, i.expected, i.metadata) not in stored]
+    if fresh:
+        change(session, dataset=dataset, add=fresh)
+    return Imported(dataset=dataset, added=len(fresh), already=len(new) - len(fresh))
 
 
 def _usable_name(name: str) -> str:

@@ -152,10 +152,13 @@ def dataset_page(
     version: int | None = None,
     error: str = "",
     added: int = 0,
+    already: int = 0,
     via: str = "",
     viewer: Viewer = Depends(signed_in),
 ):
-    return _dataset_page(request, viewer, name, version, error=error, added=added, via=via)
+    return _dataset_page(
+        request, viewer, name, version, error=error, added=added, already=already, via=via
+    )
 
 
 def _dataset_page(
@@ -175,11 +178,22 @@ def _dataset_page(
         "error": kw.get("error", ""),
         "added": kw.get("added", 0),
         "via": kw.get("via", ""),
+        "imported": _imported_note(public.version, kw.get("added", 0), kw.get("already", 0)),
         "can_edit": viewer.can("builder"),
         "form": form or {},
         "errors": errors or {},
     }
     return console_of(request).render(request, "evals/dataset.html", context)
+
+
+def _imported_note(version: int, added: int, already: int) -> str:
+    """What an import did, said on the page it redirects to."""
+    if not added and not already:
+        return ""
+    summary = datasets.import_summary(added, already)
+    if added:
+        return f"Imported the file as version {version}: {summary}."
+    return f"{summary[0].upper()}{summary[1:]} (still version {version})."
 
 
 @pages.router.post("/datasets/{name}/traces", dependencies=[Depends(csrf_protected)])
@@ -415,22 +429,24 @@ def create_dataset(
 
 
 async def _import(request: Request, viewer: Viewer, name: str, file: UploadFile | None):
-    """Parse and add an uploaded file; an error message, or the number of items added."""
+    """Parse and add an uploaded file; an error message, or where the dataset's page says
+    what was added and what was already there."""
     if file is None or not file.filename:
-        return "Choose a .csv or .jsonl file.", 0
+        return "Choose a .csv or .jsonl file.", ""
     fmt = "csv" if file.filename.lower().endswith(".csv") else "jsonl"
     try:
         text = (await file.read()).decode("utf-8-sig")
     except UnicodeDecodeError:
-        return "The file is not UTF-8 text; save it as UTF-8 CSV or JSONL.", 0
+        return "The file is not UTF-8 text; save it as UTF-8 CSV or JSONL.", ""
     try:
         with _db(request).session() as session:
-            _, added = datasets.import_items(
+            imported = datasets.import_items(
                 session, project_id=viewer.project.id, name=name, text=text, fmt=fmt
             )
     except LLMDeckError as exc:
-        return exc.message, 0
-    return None, added
+        return exc.message, ""
+    already = f"&already={imported.already}" if imported.already else ""
+    return None, f"/datasets/{quote(name)}?added={imported.added}{already}&via=file"
 
 
 @pages.router.post("/datasets/import", dependencies=[Depends(csrf_protected)])
@@ -446,13 +462,11 @@ async def import_new_dataset(
     if not form["import_name"]:
         errors = {"import_name": "Name the dataset to import into."}
         return _datasets_page(request, viewer, form=form, errors=errors)
-    error, added = await _import(request, viewer, form["import_name"], file)
+    error, page = await _import(request, viewer, form["import_name"], file)
     if error:
         key = "import_name" if "dataset name" in error else "file"
         return _datasets_page(request, viewer, form=form, errors={key: error})
-    return RedirectResponse(
-        f"/datasets/{quote(form['import_name'])}?added={added}&via=file", status_code=303
-    )
+    return RedirectResponse(page, status_code=303)
 
 
 @pages.router.post("/datasets/{name}/import", dependencies=[Depends(csrf_protected)])
@@ -463,10 +477,10 @@ async def import_into_dataset(
     viewer: Viewer = Depends(signed_in),
 ):
     viewer.require("builder", "change datasets")
-    error, added = await _import(request, viewer, name, file)
+    error, page = await _import(request, viewer, name, file)
     if error:
         return _dataset_page(request, viewer, name, errors={"file": error})
-    return RedirectResponse(f"/datasets/{quote(name)}?added={added}&via=file", status_code=303)
+    return RedirectResponse(page, status_code=303)
 
 
 @pages.router.post("/datasets/{name}/items", dependencies=[Depends(csrf_protected)])

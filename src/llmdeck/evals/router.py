@@ -11,6 +11,7 @@ from llmdeck.evals import background, datasets, review, service
 from llmdeck.evals.schemas import (
     Comparison,
     DatasetCreate,
+    DatasetImported,
     DatasetPage,
     DatasetPublic,
     ExperimentCreate,
@@ -127,7 +128,9 @@ def add_traces_to_dataset(
 
 
 @router.post(
-    "/api/datasets/{name}/import", operation_id="import_dataset_items", response_model=DatasetPublic
+    "/api/datasets/{name}/import",
+    operation_id="import_dataset_items",
+    response_model=DatasetImported,
 )
 async def import_dataset_items(
     name: str,
@@ -136,13 +139,19 @@ async def import_dataset_items(
     principal: Principal = Depends(builder),
     runtime: Runtime = Depends(get_runtime),
 ):
-    """Import items from a CSV or JSONL request body (creating the dataset if needed)."""
+    """Import items from a CSV or JSONL request body (creating the dataset if needed).
+
+    Rows already in the dataset's current version are skipped (`already_present`); when
+    none is new, no version is made. A file with bad lines is refused, naming each one."""
     text = (await request.body()).decode("utf-8-sig")
     with runtime.db.session() as session:
-        dataset, _ = datasets.import_items(
+        imported = datasets.import_items(
             session, project_id=principal.project_id, name=name, text=text, fmt=format
         )
-        return datasets.to_public(session, dataset)
+        public = datasets.to_public(session, imported.dataset)
+        return DatasetImported(
+            **public.model_dump(), added=imported.added, already_present=imported.already
+        )
 
 
 @router.get(

@@ -53,6 +53,15 @@ class DatasetPublic(BaseModel):
     created_at: datetime
 
 
+class DatasetImported(DatasetPublic):
+    """The dataset after an import, and what the import added."""
+
+    added: int = Field(description="Items added, as one new version (none when 0).")
+    already_present: int = Field(
+        description="Rows of the file skipped as already in the dataset's current version."
+    )
+
+
 class DatasetPage(BaseModel):
     data: list[DatasetPublic]
     next_cursor: str | None = None
