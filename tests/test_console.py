@@ -17,6 +17,7 @@ from llmdeck.console.session import COOKIE
 from llmdeck.core.settings import get_settings
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ProjectCreate, UserCreate
+from llmdeck.providers import local_models
 from llmdeck.tracing import service as tracing
 
 PASSWORD = "correct horse battery"
@@ -324,6 +325,27 @@ def test_the_playground_calls_models_through_the_gateway(app, client, upstream) 
     name, data = sse_events(response.text)[-1]
     assert name == "error" and "does not exist" in data["message"]
     assert wait_for_trace(app, project_id, data["trace_id"]).spans[0].status == "error"
+
+
+def test_the_playground_says_when_the_bundled_model_is_loading(app, client) -> None:
+    add_user(app, "ada@example.com", "admin")
+    sign_in(client, "ada@example.com")
+    headers = {"X-CSRF-Token": page_csrf(client), "Accept": "text/event-stream"}
+    run = {
+        "model": "smollm2-135m",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "temperature": 0,
+        "max_tokens": 2,
+    }
+    # As after a fresh start: the model is not in this process's memory yet.
+    local_models._chat = None
+    events = sse_events(client.post("/playground/stream", json=run, headers=headers).text)
+    names = [name for name, _ in events]
+    assert names[:2] == ["start", "status"] and names[-1] == "done"
+    assert "Loading the bundled model" in events[1][1]["text"]
+    # Loaded now: nothing to wait for, nothing said.
+    events = sse_events(client.post("/playground/stream", json=run, headers=headers).text)
+    assert "status" not in [name for name, _ in events] and events[-1][0] == "done"
 
 
 def test_requests_explorer_filters_and_escapes(app, client) -> None:

@@ -26,7 +26,9 @@ from llmdeck.core.errors import InvalidRequest, LLMDeckError, sentence
 from llmdeck.gateway import cache_pages, config_pages, limit_pages, route_pages, yaml_pages
 from llmdeck.gateway.schemas import ChatCompletionRequest, ChatMessage
 from llmdeck.gateway.service import chat_call
+from llmdeck.providers import local_models
 from llmdeck.providers.base import ChatChunk
+from llmdeck.providers.local import LocalProvider
 
 logger = logging.getLogger(__name__)
 pages = PageSet("gateway", __file__)
@@ -185,6 +187,10 @@ async def playground_stream(
 
     async def events() -> AsyncIterator[str]:
         yield _event("start", {"trace_id": call.trace_id, "model": body.model})
+        if await _loads_the_local_model(gateway, call.principal, body.model):
+            # Otherwise the first answer after a start waits ~15 s with nothing said.
+            text = "Loading the bundled model (once after each start, about 15 s)"
+            yield _event("status", {"text": text})
         started = time.perf_counter()
         ttft: float | None = None
         last = ChatChunk()
@@ -229,6 +235,17 @@ async def playground_stream(
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+async def _loads_the_local_model(gateway, principal, alias: str) -> bool:
+    """Whether a call to `alias` may go to the bundled chat model before it is in memory."""
+    if local_models.chat_model_loaded():
+        return False
+    try:
+        target = await gateway.directory.target(alias, principal, "chat")
+    except LLMDeckError:
+        return False  # the call itself will say what is wrong
+    return any(d.provider == LocalProvider.name for d in target.deployments)
 
 
 def _event(name: str, data: dict) -> str:

@@ -110,6 +110,11 @@ def chat_model(cache_dir: Path, threads: int = 0):
         return _chat
 
 
+def chat_model_loaded() -> bool:
+    """Whether this process has the chat model in memory (its first call loads it)."""
+    return _chat is not None
+
+
 def embedding_model(threads: int = 0):
     """The MiniLM sentence-transformer, loaded once per process."""
     global _embedder

@@ -290,6 +290,7 @@
       output.append(text, cursor);
       const controller = new AbortController();
       const set = (name, value) => { card.querySelector(`[data-field=${name}]`).textContent = value; };
+      let ticking = null;
 
       async function run() {
         status.textContent = "Sending…";
@@ -347,9 +348,16 @@
           else if (line.startsWith("data:")) data += line.slice(5).trim();
         });
         const payload = data ? JSON.parse(data) : {};
+        if (event !== "status") stopTicking();
         if (event === "start") {
           card.querySelector(".trace-link").href = `/requests/${payload.trace_id}`;
           status.textContent = "Waiting for the first token…";
+        } else if (event === "status") {
+          // Slow work on the server (the bundled model loading): say what, and count.
+          const since = Date.now();
+          const tick = () => { status.textContent = `${payload.text}: ${Math.round((Date.now() - since) / 1000)} s`; };
+          tick();
+          ticking = setInterval(tick, 1000);
         } else if (event === "delta") {
           status.textContent = "Generating…";
           text.appendData(payload.text);
@@ -368,7 +376,12 @@
         }
       }
 
+      function stopTicking() {
+        if (ticking) { clearInterval(ticking); ticking = null; }
+      }
+
       function fail(message) {
+        stopTicking();
         cursor.remove();
         const alert = card.querySelector(".answer-error");
         alert.hidden = false;
