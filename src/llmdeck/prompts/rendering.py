@@ -12,6 +12,7 @@ from jinja2.sandbox import SecurityError
 
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, sentence
 from llmdeck.prompts import sandbox
+from llmdeck.prompts.sandbox_budget import TOO_BIG, TOO_DEEP, limit_error
 
 # Autoescape off: these are chat messages, not HTML. StrictUndefined turns a missing
 # variable into an error instead of "".
@@ -74,9 +75,9 @@ def render_text(source: str, variables: dict[str, Any]) -> str:
             f"The template tried something unsafe: {sentence(exc)}", param="messages"
         ) from None
     except RecursionError:
-        raise sandbox.limit_error(sandbox.TOO_DEEP) from None
+        raise limit_error(TOO_DEEP) from None
     except MemoryError:
-        raise sandbox.limit_error(sandbox.TOO_BIG) from None
+        raise limit_error(TOO_BIG) from None
     except Exception as exc:
         # Anything else a template raises (TypeError from a filter given the wrong type,
         # ZeroDivisionError, OverflowError...) is the template's or its variables' fault:
