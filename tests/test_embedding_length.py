@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from fastapi.testclient import TestClient
 
+from llmdeck.app import create_app
 from llmdeck.providers import local_models
 from tests.test_gateway_support import MASTER, running
+from tests.test_knowledge import FAQ, GUIDE, _key, create_kb, search, upload, wait
 
 LIMIT = 256  # all-MiniLM-L6-v2's max_seq_length, [CLS] and [SEP] included
 WORDS = [
@@ -159,3 +164,98 @@ def test_long_messages_that_differ_only_at_the_end_are_not_a_semantic_hit(upstre
             assert upstream.hits == 3
 
     asyncio.run(scenario())
+
+
+# Knowledge bases: chunks are embedded with truncation on, and the cut ones are counted.
+
+NOTICE = (
+    "2 chunks are longer than minilm-l6 reads (256 word pieces); vector search sees only "
+    "their start. Lower chunk_size."
+)
+
+
+def long_document() -> bytes:
+    """About 1,300 word pieces: a topic sentence, filler, and a word only keyword search
+    can find in the first chunk (it lies past what the model reads of it)."""
+    filler = long_text(1300, seed=2).split()
+    filler[400] = "xylophone"
+    opening = "Espresso is brewed by forcing hot water through finely ground coffee beans. "
+    return (opening + " ".join(filler)).encode()
+
+
+@pytest.fixture
+def kb_api(db, settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as http:
+        http.headers["Authorization"] = f"Bearer {_key(db, 'default')}"
+        yield http
+
+
+def test_a_knowledge_base_says_how_many_chunks_its_vectors_see_only_the_start_of(
+    kb_api: TestClient,
+) -> None:
+    http = kb_api
+    # 600-token fixed windows: two of the long document's three chunks are over 256.
+    create_kb(http, "big", chunking={"strategy": "fixed", "chunk_size": 600, "chunk_overlap": 0})
+    job = wait(
+        http, upload(http, "big", {"long.txt": long_document(), "guide.md": GUIDE})["job_id"]
+    )
+    assert job["result"]["truncated_chunks"] == 2 and job["result"]["notices"] == [NOTICE]
+    listed = http.get("/api/knowledge-bases/big/documents").json()["data"]
+    documents = {d["name"]: d for d in listed}
+    assert documents["long.txt"]["status"] == "ready" and documents["long.txt"]["chunk_count"] == 3
+    assert documents["long.txt"]["truncated_chunks"] == 2
+    assert documents["guide.md"]["truncated_chunks"] == 0
+    assert http.get("/api/knowledge-bases/big/documents/long.txt").json()["truncated_chunks"] == 2
+    kb = http.get("/api/knowledge-bases/big").json()
+    assert kb["truncated_chunks"] == 2 and kb["truncation_notice"] == NOTICE
+
+    # Vector search still works (on the chunks' starts); a hit says its vector was cut.
+    hit = search(http, "big", "how is espresso coffee brewed", mode="vector", top_k=1)[0]
+    assert hit["document_name"] == "long.txt" and hit["metadata"]["embedding_truncated"] is True
+    guide = search(http, "big", "check the inverter for faults", mode="vector", top_k=1)[0]
+    assert guide["document_name"] == "guide.md" and "embedding_truncated" not in guide["metadata"]
+    # Keyword search sees all of a chunk, past what its vector read.
+    found = search(http, "big", "xylophone", mode="keyword", top_k=1)
+    assert found[0]["chunk_id"] == hit["chunk_id"]
+    # A query longer than the model reads (within the 4,000 characters search takes) is
+    # embedded by its start, not refused.
+    query = "How is espresso coffee brewed? " + long_text(450, seed=3)
+    assert len(query) <= 4000 and word_pieces(query) > LIMIT
+    assert search(http, "big", query, mode="vector", top_k=1)[0]["document_name"] == "long.txt"
+
+    # The console shows it where the documents are listed.
+    from tests.test_console import add_user, sign_in
+
+    add_user(http.app, "kb@x.io", "viewer")
+    sign_in(http, "kb@x.io")
+    page = http.get("/knowledge/big", headers={"Authorization": ""}).text
+    assert NOTICE in page and "2 too long to embed whole" in page
+
+
+def test_a_knowledge_base_with_default_chunking_reports_no_cut_chunks(kb_api: TestClient) -> None:
+    http = kb_api
+    create_kb(http, "docs")
+    job = wait(http, upload(http, "docs", {"faq.txt": FAQ, "guide.md": GUIDE})["job_id"])
+    assert job["result"]["truncated_chunks"] == 0 and job["result"]["notices"] == []
+    kb = http.get("/api/knowledge-bases/docs").json()
+    assert kb["truncated_chunks"] == 0 and kb["truncation_notice"] is None
+    documents = http.get("/api/knowledge-bases/docs/documents").json()["data"]
+    assert [d["truncated_chunks"] for d in documents] == [0, 0]
+
+
+def test_kb_add_says_when_chunks_are_longer_than_the_model_reads(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from llmdeck.cli.main import app
+
+    (tmp_path / "long.txt").write_bytes(long_document())
+    runner = CliRunner()
+    options = ["--strategy", "fixed", "--chunk-size", "600", "--chunk-overlap", "0"]
+    created = runner.invoke(app, ["kb", "create", "big", *options])
+    assert created.exit_code == 0, created.output
+    added = runner.invoke(app, ["kb", "add", "big", str(tmp_path / "long.txt")])
+    assert added.exit_code == 0, added.output
+    assert f"note: {NOTICE}" in " ".join(added.output.split())
+    (tmp_path / "faq.txt").write_bytes(FAQ)
+    plain = runner.invoke(app, ["kb", "add", "small", str(tmp_path / "faq.txt")])
+    assert plain.exit_code == 0 and "note:" not in plain.output

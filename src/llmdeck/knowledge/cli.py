@@ -303,6 +303,8 @@ def _run_with_progress(job_id: str) -> None:
         f"Ingested {result.get('documents', 0)} documents into {result.get('chunks', 0)} "
         f"chunks ({result.get('failed', 0)} failed)."
     )
+    for notice in result.get("notices") or ():
+        errors.print(f"[yellow]note:[/yellow] {notice}", highlight=False, soft_wrap=True)
 
 
 @kb.command("search")

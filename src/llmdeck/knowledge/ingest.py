@@ -77,7 +77,9 @@ def _prepare(db, settings, version_id: str, document_id: str):
         }
 
 
-def _store(db, version_id: str, document_id: str, prepared: dict[str, Any], vectors) -> int:
+def _store(
+    db, version_id: str, document_id: str, prepared: dict[str, Any], vectors, cut: set[int]
+) -> int:
     with db.session() as session:
         document = session.get(Document, document_id)
         if document is None or document.content_hash != prepared["hash"]:
@@ -102,7 +104,7 @@ def _store(db, version_id: str, document_id: str, prepared: dict[str, Any], vect
                 start_offset=p.start,
                 end_offset=p.end,
                 token_count=p.token_count,
-                metadata_={**prepared["base"], **p.metadata},
+                metadata_={**prepared["base"], **p.metadata, **_cut_flag(i in cut)},
                 dimensions=dims,
                 embedding=np.asarray(v, dtype=np.float32),
             )
@@ -115,6 +117,10 @@ def _store(db, version_id: str, document_id: str, prepared: dict[str, Any], vect
         if kb is not None and version_id == kb.active_version_id:
             document.status, document.error, document.chunk_count = "ready", None, len(rows)
         return len(rows)
+
+
+def _cut_flag(cut: bool) -> dict[str, bool]:
+    return {service.TRUNCATED: True} if cut else {}
 
 
 def _fail(db, document_id: str, message: str) -> None:
@@ -157,7 +163,9 @@ async def _embed(runtime, principal, model: str, texts: list[str], kb_id: str, d
     """One batch through the gateway; a timeout or an open circuit (a cold model, a busy
     machine) is retried with backoff: a long ingestion should not fail on a slow minute."""
     for attempt in range(EMBED_ATTEMPTS):
-        call = embedding_call(principal, model, texts, source="knowledge")
+        # A chunk longer than the model reads is still indexed, its vector made of its start
+        # (keyword search sees all of it); the cut chunks are counted and shown.
+        call = embedding_call(principal, model, texts, source="knowledge", truncate=True)
         call.attributes["knowledge.kb_id"] = kb_id
         call.attributes["knowledge.document_id"] = document_id
         try:
@@ -181,6 +189,7 @@ async def ingest(ctx: jobs.JobContext) -> dict[str, Any]:
     principal = Principal(**ctx.payload["principal"])
     plan = await anyio.to_thread.run_sync(_plan, db, kb_id)
     chunks_total = failed = 0
+    cut_by_model: dict[str, int] = {}
     ctx.progress(0, len(plan), "starting", force=True)
     for step, (version_id, document_id) in enumerate(plan):
         try:
@@ -191,15 +200,21 @@ async def ingest(ctx: jobs.JobContext) -> dict[str, Any]:
                 continue
             texts = [p.text for p in prepared["pieces"]]
             vectors: list[list[float]] = []
+            cut: set[int] = set()
             for start in range(0, len(texts), EMBED_BATCH):
                 batch = texts[start : start + EMBED_BATCH]
                 result = await _embed(
                     runtime, principal, prepared["model"], batch, kb_id, document_id
                 )
                 vectors.extend(result.vectors)
-            chunks_total += await anyio.to_thread.run_sync(
-                _store, db, version_id, document_id, prepared, vectors
+                cut.update(start + i for i in result.truncated)
+            stored = await anyio.to_thread.run_sync(
+                _store, db, version_id, document_id, prepared, vectors, cut
             )
+            chunks_total += stored
+            if stored and cut:
+                model = prepared["model"]
+                cut_by_model[model] = cut_by_model.get(model, 0) + len(cut)
         except LLMDeckError as exc:
             failed += 1
             await anyio.to_thread.run_sync(_fail, db, document_id, exc.message)
@@ -209,7 +224,24 @@ async def ingest(ctx: jobs.JobContext) -> dict[str, Any]:
         await anyio.sleep(RETIRE_GRACE_S)
         await anyio.to_thread.run_sync(_purge, db, kb_id)
     ctx.progress(len(plan), len(plan), "done", force=True)
-    return {"documents": len(plan), "chunks": chunks_total, "failed": failed, "switched": switched}
+    notices = await anyio.to_thread.run_sync(_notices, db, cut_by_model)
+    return {
+        "documents": len(plan),
+        "chunks": chunks_total,
+        "failed": failed,
+        "switched": switched,
+        "truncated_chunks": sum(cut_by_model.values()),
+        "notices": notices,
+    }
+
+
+def _notices(db, cut_by_model: dict[str, int]) -> list[str]:
+    with db.session() as session:
+        notices = (
+            service.truncation_notice(session, model=model, count=count)
+            for model, count in cut_by_model.items()
+        )
+        return [notice for notice in notices if notice]
 
 
 jobs.register(service.INGEST_JOB, ingest)

@@ -87,7 +87,7 @@ def _detail(request: Request, viewer: Viewer, ref: str, *, template: str | None 
         documents, _ = service.list_documents(session, kb=kb, limit=200)
         context = {
             "kb": service.to_public(session, kb),
-            "documents": [DocumentPublic.model_validate(d) for d in documents],
+            "documents": service.documents_public(session, kb=kb, documents=documents),
             "supported": parsing.SUPPORTED,
             "answer": None,
             "question": "",

@@ -173,7 +173,11 @@ def _search_sync(
 async def embed_query(
     runtime, principal: Principal, target: Target, query: str, *, trace_id: str, parent: str
 ) -> np.ndarray:
-    call = embedding_call(principal, target.embedding_model, [query], source="knowledge")
+    # A query longer than the model reads is embedded by its start, like long chunks are;
+    # keyword search still sees all of it.
+    call = embedding_call(
+        principal, target.embedding_model, [query], source="knowledge", truncate=True
+    )
     call.trace_id, call.parent_span_id = trace_id, parent
     result = await runtime.gateway.embed(call)
     return np.asarray(result.vectors[0], dtype=np.float32)

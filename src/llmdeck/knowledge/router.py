@@ -198,7 +198,8 @@ def list_documents(
     """The documents of a knowledge base, with their ingestion status."""
     target = service.get_or_raise(session, project_id=principal.project_id, ref=kb)
     rows, next_cursor = service.list_documents(session, kb=target, limit=limit, cursor=cursor)
-    return {"data": [DocumentPublic.model_validate(d) for d in rows], "next_cursor": next_cursor}
+    data = service.documents_public(session, kb=target, documents=rows)
+    return {"data": data, "next_cursor": next_cursor}
 
 
 @router.get(
@@ -214,9 +215,8 @@ def get_document(
 ):
     """One document, by id or name."""
     target = service.get_or_raise(session, project_id=principal.project_id, ref=kb)
-    return DocumentPublic.model_validate(
-        service.get_document_or_raise(session, kb=target, ref=document)
-    )
+    found = service.get_document_or_raise(session, kb=target, ref=document)
+    return service.documents_public(session, kb=target, documents=[found])[0]
 
 
 @router.delete(

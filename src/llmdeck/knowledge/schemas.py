@@ -51,6 +51,14 @@ class KnowledgeBasePublic(BaseModel):
     building_version: VersionPublic | None
     document_count: int
     chunk_count: int
+    truncated_chunks: int = Field(
+        default=0,
+        description="Chunks longer than the embedding model reads: their vectors were made "
+        "from their start only (keyword search sees all of them).",
+    )
+    truncation_notice: str | None = Field(
+        default=None, description="What the truncated chunks mean and what to do about them."
+    )
     created_at: datetime
 
 
@@ -65,6 +73,11 @@ class DocumentPublic(BaseModel):
     status: str
     error: str | None
     chunk_count: int
+    truncated_chunks: int = Field(
+        default=0,
+        description="Of its chunks, those longer than the embedding model reads: vector "
+        "search sees only their start.",
+    )
     metadata: dict[str, Any] = Field(validation_alias="metadata_")
     created_at: datetime
     updated_at: datetime

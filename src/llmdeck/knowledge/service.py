@@ -35,6 +35,9 @@ from llmdeck.knowledge.schemas import (
 INGEST_JOB = "knowledge.ingest"
 MAX_DOCUMENTS = 10_000
 MAX_LIMIT = 200
+# Chunk metadata flag: the chunk is longer than its embedding model reads, so its vector was
+# made from its start only (keyword search still sees all of it).
+TRUNCATED = "embedding_truncated"
 
 
 # The file store: <home>/files/knowledge/<kb id>/<document id>/, names built from ids only.
@@ -156,6 +159,7 @@ def to_public(session: Session, kb: KnowledgeBase) -> KnowledgeBasePublic:
     chunks = session.scalar(
         select(func.count(Chunk.id)).where(Chunk.version_id == kb.active_version_id)
     )
+    truncated = sum(truncated_counts(session, version_id=kb.active_version_id).values())
     return KnowledgeBasePublic(
         id=kb.id,
         name=kb.name,
@@ -166,7 +170,38 @@ def to_public(session: Session, kb: KnowledgeBase) -> KnowledgeBasePublic:
         building_version=VersionPublic.model_validate(building) if building else None,
         document_count=documents or 0,
         chunk_count=chunks or 0,
+        truncated_chunks=truncated,
+        truncation_notice=truncation_notice(
+            session, model=active.embedding_model if active else "", count=truncated
+        ),
         created_at=kb.created_at,
+    )
+
+
+def truncated_counts(
+    session: Session, *, version_id: str | None, document_ids: Iterable[str] | None = None
+) -> dict[str, int]:
+    """Per document, its chunks in this version that are longer than the model reads."""
+    if not version_id:
+        return {}
+    query = select(Chunk.document_id, func.count(Chunk.id)).where(
+        Chunk.version_id == version_id, Chunk.metadata_[TRUNCATED].as_boolean()
+    )
+    if document_ids is not None:
+        query = query.where(Chunk.document_id.in_(document_ids))
+    return dict(session.execute(query.group_by(Chunk.document_id)).tuples().all())
+
+
+def truncation_notice(session: Session, *, model: str, count: int) -> str | None:
+    """What to tell of `count` chunks longer than `model` reads (None when there are none)."""
+    if not count:
+        return None
+    found = catalog.get_by_alias(session, alias=model)
+    limit = f" ({found.context_window} word pieces)" if found and found.context_window else ""
+    chunks, their = ("1 chunk is", "its") if count == 1 else (f"{count} chunks are", "their")
+    return (
+        f"{chunks} longer than {model} reads{limit}; vector search sees only {their} start. "
+        "Lower chunk_size."
     )
 
 
@@ -352,8 +387,18 @@ def delete_document(session: Session, *, settings: Settings, document: Document)
     shutil.rmtree(_document_dir(settings, document.kb_id, document.id), ignore_errors=True)
 
 
-def document_public(document: Document) -> DocumentPublic:
-    return DocumentPublic.model_validate(document)
+def documents_public(
+    session: Session, *, kb: KnowledgeBase, documents: Iterable[Document]
+) -> list[DocumentPublic]:
+    """Documents as the API shows them, with their chunks the version now serving cut."""
+    documents = [*documents]
+    cut = truncated_counts(
+        session, version_id=kb.active_version_id, document_ids=[d.id for d in documents]
+    )
+    shown = [DocumentPublic.model_validate(d) for d in documents]
+    for public in shown:
+        public.truncated_chunks = cut.get(public.id, 0)
+    return shown
 
 
 # Ingestion jobs
