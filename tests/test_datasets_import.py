@@ -147,3 +147,90 @@ def test_the_console_says_what_an_import_added(database_url) -> None:
         some = client.post("/datasets/qa/import", data={"csrf_token": token}, files={"file": grown})
         page = client.get(some.headers["location"]).text
         assert "Imported the file as version 2: 1 added, 1 already in the dataset." in page
+
+
+# Three bad lines among good ones: not JSON, not an object, metadata that is not an object.
+BAD = (
+    '{"input": {"question": "ok?"}, "expected": "yes"}\n'
+    "{question: 'no quotes'}\n"
+    '{"input": {"question": "fine"}}\n'
+    '["a", "list"]\n'
+    "\n"
+    '{"question": "tags?", "metadata": "urgent"}\n'
+)
+BAD_LINES = (
+    "Line 2 is not JSON: Expecting property name enclosed in double quotes.",
+    "Line 4 is not a JSON object.",
+    "Line 6: metadata: Input should be a valid dictionary.",
+)
+
+
+def test_a_file_with_bad_lines_is_refused_naming_every_one(db, tmp_path: Path) -> None:
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(QA)
+    llmdeck("datasets", "import", "qa", str(qa))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(BAD)
+    for name in ("qa", "fresh"):
+        refused = llmdeck("datasets", "import", name, str(bad))
+        assert refused.exit_code == 1, refused.output
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: 3 lines of the file are wrong")
+        for problem in BAD_LINES:
+            assert problem in lines[0]
+        assert lines[0].endswith("Fix them and import the file again.")
+    # Nothing was stored: qa is as it was, and no dataset `fresh` was made.
+    assert (dataset("qa")["version"], dataset("qa")["item_count"]) == (1, 3)
+    assert [d["name"] for d in json.loads(llmdeck("datasets", "list", "--json").stdout)] == ["qa"]
+
+
+def test_csv_problems_are_all_named_and_a_long_list_is_cut_at_twenty(db, tmp_path: Path) -> None:
+    csv = tmp_path / "qa.csv"
+    csv.write_text('question,expected,metadata\na,b,{}\nc,d,e,f\ng,h,"[1, 2]"\ni\n')
+    refused = llmdeck("datasets", "import", "qa", str(csv))
+    message = refused.stderr
+    assert "3 lines of the file are wrong, so nothing was imported." in message
+    assert (
+        "Line 3 has 4 values but the header has 3 columns (question, expected, metadata)."
+        in message
+    )
+    assert "Line 4: metadata: Input should be a valid dictionary." in message
+    assert "Line 5 has 1 value but the header has 3 columns" in message
+    assert "Fix them (quote values that contain commas) and import the file again." in message
+
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(f"not json {n}\n" for n in range(1, 24)))
+    refused = llmdeck("datasets", "import", "qa", str(many))
+    message = refused.stderr
+    assert "23 lines of the file are wrong" in message
+    assert "Line 20 is not JSON" in message and "Line 21 " not in message
+    assert "3 more lines are wrong too." in message
+    assert json.loads(llmdeck("datasets", "list", "--json").stdout) == []  # nothing stored
+
+
+def test_the_api_and_console_name_every_bad_line(database_url) -> None:
+    async def scenario():
+        async with running() as gw:
+            refused = await gw.client.post("/api/datasets/qa/import", content=BAD)
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["param"] == "file"
+            for problem in BAD_LINES:
+                assert problem in error["message"]
+            assert (await gw.client.get("/api/datasets/qa")).status_code == 404
+
+    asyncio.run(scenario())
+
+    with TestClient(create_app(get_settings()), follow_redirects=False) as client:
+        add_user(client.app, "b@example.com", "builder")
+        sign_in(client, "b@example.com")
+        token = csrf_of(client.get("/datasets").text)
+        page = client.post(
+            "/datasets/import",
+            data={"csrf_token": token, "name": "qa"},
+            files={"file": ("bad.jsonl", BAD.encode())},
+        )
+        assert page.status_code == 200 and 'value="qa"' in page.text
+        text = page.text.replace("&#39;", "'")
+        for problem in BAD_LINES:
+            assert problem in text

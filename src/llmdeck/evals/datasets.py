@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import func, or_, select
@@ -153,40 +153,36 @@ def item_public(item: DatasetItem) -> ItemPublic:
 # Import and export ------------------------------------------------------------------------
 
 RESERVED = ("expected", "metadata", "input")
+MAX_PROBLEMS = 20  # bad lines named in one refusal; any more are counted
+
+
+class Problem(NamedTuple):
+    """A bad line of an imported file."""
+
+    line: int
+    text: str  # what is wrong, as a sentence that names the line
+    hint: str = ""  # how to fix lines like it, said once after the list
+
+
+Problems = builtins.list[Problem]
+COMMAS = "quote values that contain commas"
 
 
 def parse(text: str, fmt: str) -> list[ItemCreate]:
     """Items from CSV (columns are input variables; `expected`, `metadata` are special) or
-    JSONL (objects with `input`, `expected`, `metadata`; other keys count as input)."""
-    rows: list[dict[str, Any]]
+    JSONL (objects with `input`, `expected`, `metadata`; other keys count as input).
+
+    Every line is checked before any is used: a file with bad lines is refused with each
+    one named (up to MAX_PROBLEMS), so that it can be fixed in one go."""
+    problems: Problems = []
     if fmt == "jsonl":
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequest(f"Line {number} is not JSON: {exc.msg}.") from None
-            if not isinstance(value, dict):
-                raise InvalidRequest(f"Line {number} is not a JSON object.")
-            rows.append(value)
+        rows = _jsonl_rows(text, problems)
     elif fmt == "csv":
-        rows = _csv_rows(text)
-        for row in rows:
-            if isinstance(row.get("metadata"), str) and row["metadata"].strip():
-                try:
-                    row["metadata"] = json.loads(row["metadata"])
-                except json.JSONDecodeError:
-                    row["metadata"] = {"note": row["metadata"]}
-            elif "metadata" in row:
-                row["metadata"] = {}
-            if row.get("expected") == "":
-                row["expected"] = None
+        rows = _csv_rows(text, problems)
     else:
         raise InvalidRequest("Format must be csv or jsonl.", param="format")
     out = []
-    for number, row in enumerate(rows, start=1):
+    for number, row in rows:
         variables = row.get("input") if isinstance(row.get("input"), dict) else None
         if variables is None:
             variables = {k: v for k, v in row.items() if k not in RESERVED}
@@ -199,14 +195,55 @@ def parse(text: str, fmt: str) -> list[ItemCreate]:
         except ValidationError as exc:
             problem = exc.errors()[0]
             where = ".".join(str(p) for p in problem["loc"])
-            raise InvalidRequest(f"Row {number}: {where}: {sentence(problem['msg'])}") from None
+            problems.append(Problem(number, f"Line {number}: {where}: {sentence(problem['msg'])}"))
+            continue
         out.append(item)
+    if problems:
+        raise _refusal(problems)
     return out
 
 
-def _csv_rows(text: str) -> list[dict[str, Any]]:
-    """CSV rows as dicts; a row with more or fewer values than the header refuses the file
-    (as a bad JSONL line does), rather than quietly dropping or blanking values."""
+def _refusal(problems: Problems) -> InvalidRequest:
+    """One error naming every bad line (the first MAX_PROBLEMS), in the file's order."""
+    problems = sorted(problems)
+    hints = "; ".join(dict.fromkeys(p.hint for p in problems if p.hint))
+    fix = f" ({hints})" if hints else ""
+    if len(problems) == 1:
+        message = f"{problems[0].text} Fix that line{fix} and import the file again."
+    else:
+        shown = " ".join(p.text for p in problems[:MAX_PROBLEMS])
+        more = len(problems) - MAX_PROBLEMS
+        if more > 0:
+            shown += f" {more} more line{'s are' if more > 1 else ' is'} wrong too."
+        message = (
+            f"{len(problems)} lines of the file are wrong, so nothing was imported. {shown} "
+            f"Fix them{fix} and import the file again."
+        )
+    return InvalidRequest(message, param="file")
+
+
+def _jsonl_rows(text: str, problems: Problems) -> builtins.list[tuple[int, dict[str, Any]]]:
+    """Each JSON object with its line number; other lines go to `problems`."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(number, f"Line {number} is not JSON: {exc.msg}."))
+            continue
+        if not isinstance(value, dict):
+            problems.append(Problem(number, f"Line {number} is not a JSON object."))
+            continue
+        rows.append((number, value))
+    return rows
+
+
+def _csv_rows(text: str, problems: Problems) -> builtins.list[tuple[int, dict[str, Any]]]:
+    """CSV rows as dicts with their line numbers; a row with more or fewer values than the
+    header goes to `problems` (as a bad JSONL line does), rather than quietly dropping or
+    blanking values."""
     reader = csv.DictReader(io.StringIO(text))
     rows = []
     try:
@@ -215,16 +252,35 @@ def _csv_rows(text: str) -> list[dict[str, Any]]:
             if extra is not None or got < len(row):
                 values = got + len(extra or [])
                 header = ", ".join(reader.fieldnames or [])
-                raise InvalidRequest(
-                    f"Line {reader.line_num} has {values} value{'' if values == 1 else 's'} "
-                    f"but the header has {len(row)} columns ({header}). Fix that line (quote "
-                    "values that contain commas) and import the file again.",
-                    param="file",
+                problems.append(
+                    Problem(
+                        reader.line_num,
+                        f"Line {reader.line_num} has {values} value{'' if values == 1 else 's'} "
+                        f"but the header has {len(row)} columns ({header}).",
+                        COMMAS,
+                    )
                 )
-            rows.append(row)
+                continue
+            rows.append((reader.line_num, _csv_fields(row)))
     except csv.Error as exc:
-        raise InvalidRequest(f"Line {reader.line_num} is not valid CSV: {sentence(exc)}") from None
+        # The reader cannot be trusted past this point: report what was found up to here.
+        where = reader.line_num
+        problems.append(Problem(where, f"Line {where} is not valid CSV: {sentence(exc)}"))
     return rows
+
+
+def _csv_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """A CSV row's `metadata` as JSON (or a note), and an empty `expected` as none."""
+    if isinstance(row.get("metadata"), str) and row["metadata"].strip():
+        try:
+            row["metadata"] = json.loads(row["metadata"])
+        except json.JSONDecodeError:
+            row["metadata"] = {"note": row["metadata"]}
+    elif "metadata" in row:
+        row["metadata"] = {}
+    if row.get("expected") == "":
+        row["expected"] = None
+    return row
 
 
 @dataclass(frozen=True)
