@@ -82,6 +82,12 @@ def test_pushing_the_same_prompt_again_adds_no_version(db, tmp_path: Path) -> No
     # A different model or parameter is a change too.
     assert "version 3 saved" in push(spec, GREET.replace("0.2", "0.3")).stdout
 
+    # However long the name, the message stays on one line for CI logs and grep.
+    long_name = "greeting-for-the-customer-support-team-" + "x" * 60
+    push(spec, GREET.replace("name: greet", f"name: {long_name}"))
+    again = push(spec, GREET.replace("name: greet", f"name: {long_name}"))
+    assert f"Prompt {long_name} unchanged: still version 1.\n" in again.stdout
+
 
 def test_an_unchanged_push_still_moves_labels_and_saves_the_description(db, tmp_path: Path) -> None:
     spec = tmp_path / "greet.yaml"

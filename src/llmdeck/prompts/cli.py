@@ -70,11 +70,13 @@ def _report(what: str, name: str, pushed: service.Pushed, labels: list[str]) -> 
     """Say whether a push added a version, and which labels now point at it."""
     number = pushed.row.version
     if pushed.created:
-        console.print(f"{what} [bold]{name}[/bold] version {number} saved.")
+        said = f"{what} [bold]{name}[/bold] version {number} saved."
     else:
-        console.print(f"{what} [bold]{name}[/bold] unchanged: still version {number}.")
+        said = f"{what} [bold]{name}[/bold] unchanged: still version {number}."
+    # soft_wrap: each on one line however long, as CI logs and `grep` expect.
+    console.print(said, soft_wrap=True)
     for label in dict.fromkeys(labels):
-        console.print(f"{name}@{label} → version {number}.")
+        console.print(f"{name}@{label} → version {number}.", soft_wrap=True)
 
 
 @prompts.command("show")
