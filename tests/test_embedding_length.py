@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmdeck.app import create_app
+from llmdeck.identity import service as identity
 from llmdeck.providers import local_models
 from tests.test_gateway_support import MASTER, running
 from tests.test_knowledge import FAQ, GUIDE, _key, create_kb, search, upload, wait
@@ -259,3 +260,71 @@ def test_kb_add_says_when_chunks_are_longer_than_the_model_reads(tmp_path: Path)
     (tmp_path / "faq.txt").write_bytes(FAQ)
     plain = runner.invoke(app, ["kb", "add", "small", str(tmp_path / "faq.txt")])
     assert plain.exit_code == 0 and "note:" not in plain.output
+
+
+# Other callers: evaluation metrics and drift reports choose per use.
+
+
+def test_eval_metrics_refuse_or_cut_long_texts_as_their_measure_needs() -> None:
+    from llmdeck.evals.metrics import Sample
+    from llmdeck.evals.metrics.rag import AnswerRelevance, ContextPrecision, ContextRecall
+    from llmdeck.evals.metrics.semantic import EmbeddingSimilarity
+    from tests.test_evals_experiments import _principal
+
+    long_answer = "The Eiffel Tower is in Paris. " + long_text(600, seed=4)
+    context = "The Eiffel Tower is in Paris. It was completed in 1889. " + long_text(600, seed=5)
+
+    async def scenario():
+        async with running() as gw:
+
+            def sample(output: str, **fields) -> Sample:
+                return Sample(
+                    input={"question": "Where is the Eiffel Tower?"},
+                    output=output,
+                    runtime=gw.runtime,
+                    principal=_principal(gw.runtime.db),
+                    **fields,
+                )
+
+            # Similarity of two long texts' openings could pass a wrong answer: no score.
+            similar = await EmbeddingSimilarity().score(
+                sample(long_answer, expected=long_text(600, seed=6))
+            )
+            assert similar.value is None and "longer than minilm-l6 reads" in similar.explanation
+            relevant = await AnswerRelevance().score(sample(long_answer))
+            assert relevant.value is None and "longer than minilm-l6 reads" in relevant.explanation
+            # Whole retrieved contexts are judged by their start; their sentences cover the rest.
+            recalled = await ContextRecall().score(
+                sample("In Paris.", expected="It is in Paris.", contexts=[context])
+            )
+            assert recalled.value == 1.0, recalled.explanation
+            precise = await ContextPrecision().score(
+                sample("In Paris.", expected="The Eiffel Tower is in Paris.", contexts=[context])
+            )
+            assert precise.value == 1.0, precise.explanation
+
+    asyncio.run(scenario())
+
+
+def test_a_drift_report_over_long_inputs_embeds_their_openings() -> None:
+    from datetime import UTC, datetime
+
+    from llmdeck.core.settings import get_settings
+    from llmdeck.runtime import prepare_database
+    from tests.test_monitoring_drift import _seed
+
+    settings = get_settings()
+    db = prepare_database(settings)
+    now = datetime.now(UTC)
+    with db.session() as session:
+        project_id = identity.ensure_project(session, name="default").id
+    baseline = [long_text(400, seed=i) for i in range(6)]
+    recent = [long_text(400, seed=100 + i) for i in range(6)]
+    assert word_pieces(baseline[0][:2000]) > LIMIT  # still too long once cut to 2,000 chars
+    _seed(db, project_id, baseline, recent, now)
+    with TestClient(create_app(settings)) as http:
+        http.headers["Authorization"] = f"Bearer {_key(db, 'default')}"
+        body = {"baseline_days": 7, "recent_hours": 24, "permutations": 50}
+        report = http.post("/api/monitoring/drift-reports", json=body)
+        assert report.status_code == 201, report.text
+        assert report.json()["p_value"] is not None

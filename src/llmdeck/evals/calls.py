@@ -30,9 +30,12 @@ async def chat(sample: Sample, model: str, messages: list[dict[str, Any]], max_t
     return result.content
 
 
-async def embed(sample: Sample, model: str, texts: list[str]) -> list[list[float]]:
+async def embed(
+    sample: Sample, model: str, texts: list[str], *, truncate: bool = False
+) -> list[list[float]]:
+    """Vectors of `texts`; one longer than the model reads is refused unless `truncate`."""
     _need_runtime(sample)
-    call = embedding_call(sample.principal, model, texts, source="eval")
+    call = embedding_call(sample.principal, model, texts, source="eval", truncate=truncate)
     if sample.trace_id:
         call.trace_id = sample.trace_id
     result = await sample.runtime.gateway.embed(call)

@@ -180,9 +180,12 @@ async def run(
     }
     statistic = p_value = None
     if len(base_in) >= 5 and len(new_in) >= 5:
-        result = await runtime.gateway.embed(
-            embedding_call(principal, embedding_model, base_in + new_in, source="monitoring")
+        # Truncated: the inputs are cut to 2,000 characters already, and a distribution
+        # test over their openings is what this report measures.
+        call = embedding_call(
+            principal, embedding_model, base_in + new_in, source="monitoring", truncate=True
         )
+        result = await runtime.gateway.embed(call)
         vectors = np.asarray(result.vectors, dtype=np.float64)
         statistic, p_value = await run_in_threadpool(
             mmd_test, vectors[: len(base_in)], vectors[len(base_in) :], permutations=permutations

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 
+from llmdeck.core.errors import ContextWindowExceeded
 from llmdeck.evals.calls import DEFAULT_EMBEDDER, DEFAULT_JUDGE, chat, cosine, embed
 from llmdeck.evals.metrics.base import Sample, Score
+from llmdeck.evals.metrics.semantic import too_long
 
 
 def contexts_of(sample: Sample) -> list[str]:
@@ -82,7 +84,9 @@ class Faithfulness:
 
     async def _by_embedding(self, sample: Sample, contexts: list[str], claims: list[str]) -> Score:
         pieces = [s for c in contexts for s in sentences(c, 50)] or contexts
-        vectors = await embed(sample, self.model, claims + pieces)
+        # Sentences, rarely longer than the model reads; a run-on one is matched by its start
+        # rather than losing the whole score.
+        vectors = await embed(sample, self.model, claims + pieces, truncate=True)
         claim_vecs, piece_vecs = vectors[: len(claims)], vectors[len(claims) :]
         best = [max(cosine(c, p) for p in piece_vecs) for c in claim_vecs]
         value = sum(best) / len(best)
@@ -108,7 +112,9 @@ class ContextPrecision:
         if not contexts:
             return Score(None, "No contexts were retrieved.")
         anchor = sample.expected_text or sample.question
-        vectors = await embed(sample, self.model, [anchor, *contexts])
+        # Whole retrieved chunks may be longer than the model reads: judged by their start,
+        # as a knowledge base's vector search ranked them.
+        vectors = await embed(sample, self.model, [anchor, *contexts], truncate=True)
         relevant = [cosine(vectors[0], v) >= self.threshold for v in vectors[1:]]
         hits, total = 0, 0.0
         for rank, ok in enumerate(relevant, start=1):
@@ -139,7 +145,8 @@ class ContextRecall:
             return Score(None, "Needs retrieved contexts and an expected answer.")
         # Whole contexts and their sentences: a short fact matches its sentence best.
         pieces = contexts + [s for c in contexts for s in sentences(c, 50)]
-        vectors = await embed(sample, self.model, wanted + pieces)
+        # A long context embedded by its start loses nothing: its sentences cover the rest.
+        vectors = await embed(sample, self.model, wanted + pieces, truncate=True)
         w, c = vectors[: len(wanted)], vectors[len(wanted) :]
         covered = [max(cosine(x, y) for y in c) >= self.threshold for x in w]
         return Score(
@@ -160,6 +167,9 @@ class AnswerRelevance:
     async def score(self, sample: Sample) -> Score:
         if not sample.output.strip():
             return Score(0.0, "The answer is empty.")
-        a, b = await embed(sample, self.model, [sample.question, sample.output])
+        try:
+            a, b = await embed(sample, self.model, [sample.question, sample.output])
+        except ContextWindowExceeded:
+            return too_long(self.model, "The question or the answer is")
         value = max(0.0, cosine(a, b))
         return Score(value, f"Question-answer similarity {value:.3f} ({self.model}).")
