@@ -291,8 +291,9 @@ def test_eval_metrics_refuse_or_cut_long_texts_as_their_measure_needs() -> None:
                 sample(long_answer, expected=long_text(600, seed=6))
             )
             assert similar.value is None and "longer than minilm-l6 reads" in similar.explanation
+            # An answer addresses its question in its opening: a long one is judged by it.
             relevant = await AnswerRelevance().score(sample(long_answer))
-            assert relevant.value is None and "longer than minilm-l6 reads" in relevant.explanation
+            assert relevant.value is not None and relevant.value > 0.3, relevant.explanation
             # Whole retrieved contexts are judged by their start; their sentences cover the rest.
             recalled = await ContextRecall().score(
                 sample("In Paris.", expected="It is in Paris.", contexts=[context])

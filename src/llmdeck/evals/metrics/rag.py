@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import re
 
-from llmdeck.core.errors import ContextWindowExceeded
 from llmdeck.evals.calls import DEFAULT_EMBEDDER, DEFAULT_JUDGE, chat, cosine, embed
 from llmdeck.evals.metrics.base import Sample, Score
-from llmdeck.evals.metrics.semantic import too_long
 
 
 def contexts_of(sample: Sample) -> list[str]:
@@ -167,9 +165,8 @@ class AnswerRelevance:
     async def score(self, sample: Sample) -> Score:
         if not sample.output.strip():
             return Score(0.0, "The answer is empty.")
-        try:
-            a, b = await embed(sample, self.model, [sample.question, sample.output])
-        except ContextWindowExceeded:
-            return too_long(self.model, "The question or the answer is")
+        # A long answer is judged by its opening, where an answer addresses its question:
+        # refusing would leave most long answers of a verbose model without a score.
+        a, b = await embed(sample, self.model, [sample.question, sample.output], truncate=True)
         value = max(0.0, cosine(a, b))
         return Score(value, f"Question-answer similarity {value:.3f} ({self.model}).")
