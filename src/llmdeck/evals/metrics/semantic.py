@@ -7,7 +7,7 @@ from llmdeck.evals.calls import DEFAULT_EMBEDDER, cosine, embed
 from llmdeck.evals.metrics.base import Sample, Score
 
 
-def too_long(model: str, what: str) -> Score:
+def _too_long(model: str, what: str) -> Score:
     """No score for texts longer than the embedding model reads: the similarity of their
     openings alone could pass an answer that goes wrong further on."""
     return Score(
@@ -30,6 +30,6 @@ class EmbeddingSimilarity:
         try:
             a, b = await embed(sample, self.model, [sample.output, sample.expected_text])
         except ContextWindowExceeded:
-            return too_long(self.model, "The output or the expected answer is")
+            return _too_long(self.model, "The output or the expected answer is")
         value = max(0.0, cosine(a, b))
         return Score(value, f"Cosine similarity {value:.3f} of the {self.model} embeddings.")
