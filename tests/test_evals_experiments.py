@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from llmdeck.core.errors import InvalidRequest
-from llmdeck.evals import datasets, service
+from llmdeck.evals import dataset_files, datasets, service
 from llmdeck.evals.runner import run_experiment
 from llmdeck.evals.schemas import ExperimentCreate
 from llmdeck.identity import service as identity
@@ -31,7 +31,7 @@ def test_dataset_versions_and_csv_jsonl_round_trip(db) -> None:
             '{"question": "Capital of France?", "expected": "Paris"}\n'
         )
         ds = datasets.create(
-            session, project_id=project, name="qa", items=datasets.parse(jsonl, "jsonl")
+            session, project_id=project, name="qa", items=dataset_files.parse(jsonl, "jsonl")
         )
         assert ds.version == 1
         first = datasets.items(session, dataset=ds)
@@ -44,7 +44,7 @@ def test_dataset_versions_and_csv_jsonl_round_trip(db) -> None:
             'question,expected,metadata\n"Largest planet?",Jupiter,"{""topic"": ""space""}"\n'
         )
         datasets.change(
-            session, dataset=ds, add=datasets.parse(csv_text, "csv"), remove=[first[0].id]
+            session, dataset=ds, add=dataset_files.parse(csv_text, "csv"), remove=[first[0].id]
         )
         assert ds.version == 2
         now = datasets.items(session, dataset=ds)
@@ -57,7 +57,7 @@ def test_dataset_versions_and_csv_jsonl_round_trip(db) -> None:
         ]
         # Exports parse back to the same items.
         for fmt in ("csv", "jsonl"):
-            again = datasets.parse(datasets.dump(now, fmt), fmt)
+            again = dataset_files.parse(dataset_files.dump(now, fmt), fmt)
             assert [(a.input, a.expected) for a in again] == [(i.input, i.expected) for i in now]
         assert datasets.to_public(session, ds).item_count == 2
 
@@ -73,7 +73,7 @@ def test_a_csv_row_with_the_wrong_number_of_values_refuses_the_import(
     with db.session() as session:
         project = identity.get_project_by_name_or_raise(session, name="default").id
         with pytest.raises(InvalidRequest, match=says) as refused:
-            datasets.import_items(session, project_id=project, name="qa", text=text, fmt="csv")
+            dataset_files.import_items(session, project_id=project, name="qa", text=text, fmt="csv")
         assert refused.value.param == "file" and "(question, expected)" in refused.value.message
         assert datasets.get_by_name(session, project_id=project, name="qa") is None
 

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from llmdeck.cli.output import console, db_session, emit, errors, fail_cleanly, validated
 from llmdeck.core.errors import Conflict, NotFound
 from llmdeck.core.settings import get_settings
-from llmdeck.evals import background, gate, service
+from llmdeck.evals import background, dataset_files, gate, service
 from llmdeck.evals import datasets as ds
 from llmdeck.evals.runner import run_experiment
 from llmdeck.evals.schemas import DatasetCreate
@@ -272,7 +272,7 @@ def datasets_import(
     Rows already in the dataset are skipped; when none is new, no version is made."""
     fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
     with db_session() as session:
-        imported = ds.import_items(
+        imported = dataset_files.import_items(
             session,
             project_id=_project_id(session, project),
             name=name,
@@ -339,5 +339,5 @@ def datasets_export(
         dataset = ds.get_by_name_or_raise(
             session, project_id=_project_id(session, project), name=name
         )
-        text = ds.dump(ds.items(session, dataset=dataset, version=version), format)
+        text = dataset_files.dump(ds.items(session, dataset=dataset, version=version), format)
     typer.echo(text, nl=False)

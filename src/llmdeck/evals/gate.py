@@ -26,7 +26,7 @@ from xml.etree import ElementTree as ET
 import yaml
 
 from llmdeck.core.errors import InvalidRequest, sentence
-from llmdeck.evals import datasets, service
+from llmdeck.evals import dataset_files, datasets, service
 from llmdeck.evals.metrics import spec_name
 from llmdeck.evals.runner import Progress, run_experiment
 from llmdeck.evals.schemas import ExperimentCreate, ExperimentPublic
@@ -142,7 +142,7 @@ def _dataset(session, project_id: str, config: dict[str, Any]) -> str:
     if spec.get("file"):
         path = Path(config.get("_base", ".")) / spec["file"]
         fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
-        items = datasets.parse(path.read_text(encoding="utf-8-sig"), fmt)
+        items = dataset_files.parse(path.read_text(encoding="utf-8-sig"), fmt)
     else:
         items = [datasets.ItemCreate.model_validate(i) for i in spec.get("items") or []]
     dataset = datasets.get_by_name(session, project_id=project_id, name=name)

@@ -15,7 +15,7 @@ from llmdeck.console.auth import Viewer, csrf_protected, signed_in
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError
 from llmdeck.core.registry import plugins
-from llmdeck.evals import datasets, review, service
+from llmdeck.evals import dataset_files, datasets, review, service
 from llmdeck.evals.router import start_in_background
 from llmdeck.evals.schemas import (
     DatasetCreate,
@@ -190,7 +190,7 @@ def _imported_note(version: int, added: int, already: int) -> str:
     """What an import did, said on the page it redirects to."""
     if not added and not already:
         return ""
-    summary = datasets.import_summary(added, already)
+    summary = dataset_files.import_summary(added, already)
     if added:
         return f"Imported the file as version {version}: {summary}."
     return f"{summary[0].upper()}{summary[1:]} (still version {version})."
@@ -440,7 +440,7 @@ async def _import(request: Request, viewer: Viewer, name: str, file: UploadFile 
         return "The file is not UTF-8 text; save it as UTF-8 CSV or JSONL.", ""
     try:
         with _db(request).session() as session:
-            imported = datasets.import_items(
+            imported = dataset_files.import_items(
                 session, project_id=viewer.project.id, name=name, text=text, fmt=fmt
             )
     except LLMDeckError as exc:

@@ -7,7 +7,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from llmdeck.evals import background, datasets, review, service
+from llmdeck.evals import background, dataset_files, datasets, review, service
 from llmdeck.evals.schemas import (
     Comparison,
     DatasetCreate,
@@ -145,7 +145,7 @@ async def import_dataset_items(
     none is new, no version is made. A file with bad lines is refused, naming each one."""
     text = (await request.body()).decode("utf-8-sig")
     with runtime.db.session() as session:
-        imported = datasets.import_items(
+        imported = dataset_files.import_items(
             session, project_id=principal.project_id, name=name, text=text, fmt=format
         )
         public = datasets.to_public(session, imported.dataset)
@@ -166,7 +166,7 @@ def export_dataset(
 ):
     """The items of a version as CSV or JSONL."""
     dataset = datasets.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
-    body = datasets.dump(datasets.items(session, dataset=dataset, version=version), format)
+    body = dataset_files.dump(datasets.items(session, dataset=dataset, version=version), format)
     media = "text/csv" if format == "csv" else "application/x-ndjson"
     return PlainTextResponse(body, media_type=media)
 
