@@ -1,31 +1,117 @@
-"""Feedback on traces: scores, thumbs and comments from the API, the SDK and the console."""
+"""Feedback on traces: scores, thumbs and comments from the API, the SDK and the console.
+
+Feedback is only taken for a trace recorded in the caller's project: a made-up or mistyped
+id would otherwise count toward the project's quality figures. Spans are stored a moment
+after a call ends, though (the gateway's by this server's batching trace writer, an SDK's or
+an OpenTelemetry app's in its exporter's next batch), so feedback sent right after an answer
+may come first. `wait_for_trace` covers that: it has this server's queued spans written at
+once, then looks again for a few seconds (`TRACE_WAIT`) before answering 404.
+"""
 
 from __future__ import annotations
+
+import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from llmdeck.core.errors import InvalidRequest
+from llmdeck.core.db import Database
+from llmdeck.core.errors import InvalidRequest, NotFound
 from llmdeck.monitoring.models import Feedback
-from llmdeck.monitoring.schemas import FeedbackCreate
+from llmdeck.monitoring.schemas import FeedbackCreate, is_hex_id
+from llmdeck.tracing.models import Span
+from llmdeck.tracing.writer import TraceWriter
 
 MAX_LIMIT = 200
+# Covers this server's writer (it writes every 0.2 s, and is flushed first), another
+# replica's, and the SDK exporter's next batch (every 0.5 s). An OpenTelemetry app's batch
+# processor waits up to 5 s: such an app should force_flush before it sends feedback.
+TRACE_WAIT = 5.0
+_POLL = 0.25
+
+
+def trace_id_or_raise(trace_id: str) -> str:
+    """The trace id in lower case, or InvalidRequest when it cannot be one."""
+    if not is_hex_id(trace_id, 32):
+        raise InvalidRequest(
+            "trace_id is 32 hexadecimal digits, not all zero (as GET /api/traces and the "
+            "gateway's x-llmdeck-trace-id header give it).",
+            param="trace_id",
+        )
+    return trace_id.lower()
+
+
+def check(trace_id: str, data: FeedbackCreate) -> str:
+    """What can be refused before looking for the trace; the trace id in lower case."""
+    trace_id = trace_id_or_raise(trace_id)
+    if data.score is None and data.thumbs is None and not data.comment:
+        raise InvalidRequest("Give a score, a thumb (up or down) or a comment.")
+    return trace_id
+
+
+def is_recorded(
+    session: Session, *, project_id: str, trace_id: str, span_id: str | None = None
+) -> bool:
+    """Whether the project has the trace (and, when given, that span of it)."""
+    query = select(Span.id).where(Span.project_id == project_id, Span.trace_id == trace_id)
+    if span_id is not None:
+        query = query.where(Span.span_id == span_id)
+    return session.scalar(query.limit(1)) is not None
+
+
+def _not_recorded(trace_id: str, span_id: str | None) -> NotFound:
+    what = f"span {span_id!r} of trace {trace_id!r}" if span_id else f"trace {trace_id!r}"
+    return NotFound(
+        f"No {what} is recorded in this project, so there is nothing to give feedback on. "
+        "Check the id and the project; spans still on their way are waited for a few "
+        "seconds, so send the trace's spans first (flush the exporter) and try again.",
+        param="span_id" if span_id else "trace_id",
+    )
+
+
+def wait_for_trace(
+    db: Database,
+    writer: TraceWriter | None,
+    *,
+    project_id: str,
+    trace_id: str,
+    span_id: str | None = None,
+    wait: float | None = None,
+) -> None:
+    """Return once the trace (and span) is stored in the project; NotFound after `wait` s."""
+    wait = TRACE_WAIT if wait is None else wait
+    deadline = time.monotonic() + wait
+    flushed = writer is None
+    while True:
+        with db.session() as session:
+            if is_recorded(session, project_id=project_id, trace_id=trace_id, span_id=span_id):
+                return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _not_recorded(trace_id, span_id)
+        if not flushed:
+            # The common case (a gateway call that just answered): its span is queued here.
+            writer.flush(timeout=left)  # type: ignore[union-attr]
+            flushed = True
+        else:
+            time.sleep(min(_POLL, left))
 
 
 def create(session: Session, *, project_id: str, trace_id: str, data: FeedbackCreate) -> Feedback:
-    """Record feedback; a thumb counts as score 1 (up) or 0 (down) in the averages."""
-    if data.score is None and data.thumbs is None and not data.comment:
-        raise InvalidRequest("Give a score, a thumb (up or down) or a comment.")
-    if len(trace_id) != 32:
-        raise InvalidRequest("trace_id is 32 hexadecimal digits.", param="trace_id")
-    kind, score = "score", data.score
+    """Record feedback on a recorded trace; a thumb counts as score 1 (up) or 0 (down)."""
+    trace_id = check(trace_id, data)
+    if not is_recorded(session, project_id=project_id, trace_id=trace_id, span_id=data.span_id):
+        raise _not_recorded(trace_id, data.span_id)
+    # The schema refuses a score with a thumb: each feedback is one value.
     if data.thumbs is not None:
         kind, score = "thumbs", 1.0 if data.thumbs == "up" else 0.0
-    elif data.score is None:
-        kind = "comment"
+    elif data.score is not None:
+        kind, score = "score", data.score
+    else:
+        kind, score = "comment", None
     row = Feedback(
         project_id=project_id,
-        trace_id=trace_id.lower(),
+        trace_id=trace_id,
         span_id=data.span_id,
         name=data.name,
         kind=kind,
@@ -49,3 +135,4 @@ def list_feedback(
     if trace_id:
         query = query.where(Feedback.trace_id == trace_id.lower())
     return list(session.scalars(query.order_by(Feedback.created_at.desc()).limit(limit)))
+

@@ -101,10 +101,25 @@ def create_feedback(
     trace_id: str,
     body: FeedbackCreate,
     principal: Principal = Depends(give_feedback),
-    session: Session = Depends(get_session),
+    runtime: Runtime = Depends(get_runtime),
 ):
-    """Attach a score, a thumb or a comment to a trace."""
-    return feedback.create(session, project_id=principal.project_id, trace_id=trace_id, data=body)
+    """Attach a score from 0 to 1, a thumb or a comment to a trace of this project.
+
+    A trace whose spans are still on their way (feedback right after the answer) is waited
+    for a few seconds; one that does not come is a 404."""
+    trace_id = feedback.check(trace_id, body)
+    feedback.wait_for_trace(
+        runtime.db,
+        runtime.writer,
+        project_id=principal.project_id,
+        trace_id=trace_id,
+        span_id=body.span_id,
+    )
+    with runtime.db.session() as session:
+        row = feedback.create(
+            session, project_id=principal.project_id, trace_id=trace_id, data=body
+        )
+        return FeedbackPublic.model_validate(row)
 
 
 @feedback_router.get(

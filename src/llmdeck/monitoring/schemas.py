@@ -5,17 +5,73 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+# Every score is on one scale, so that averages and alert thresholds mean one thing: 0 is
+# bad, 1 is good, and a thumb is 0 (down) or 1 (up). A 1-to-5 rating could not be told
+# apart from a 0-to-1 score of 1, so other scales are converted by the sender.
+SCORE_RANGE = "a number from 0 (bad) to 1 (good)"
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def is_hex_id(value: str, digits: int) -> bool:
+    """A W3C trace (32 digits) or span (16) id: hexadecimal, and not all zero (invalid)."""
+    return len(value) == digits and set(value) <= _HEX and set(value) != {"0"}
 
 
 class FeedbackCreate(BaseModel):
-    name: str = Field(default="user", max_length=100, description="What is judged, e.g. user.")
-    score: float | None = Field(default=None, description="A number, e.g. 0..1 or 1..5.")
-    thumbs: Literal["up", "down"] | None = Field(default=None, description="up or down.")
+    """One judgement of a trace: a score or a thumb (not both), with or without a comment."""
+
+    name: str = Field(
+        default="user", min_length=1, max_length=100, description="What is judged, e.g. user."
+    )
+    score: float | None = Field(
+        default=None,
+        description="From 0 (bad) to 1 (good); convert other scales, e.g. 1-5 stars as "
+        "(stars - 1) / 4. Not with thumbs.",
+        json_schema_extra={"minimum": 0, "maximum": 1},
+    )
+    thumbs: Literal["up", "down"] | None = Field(
+        default=None, description="up (counts as 1) or down (counts as 0). Not with score."
+    )
     comment: str | None = Field(default=None, max_length=10_000)
-    span_id: str | None = Field(default=None, max_length=16, description="One span of the trace.")
+    span_id: str | None = Field(
+        default=None, description="One span of the trace: 16 hexadecimal digits."
+    )
     author: str | None = Field(default=None, max_length=200)
     source: Literal["api", "sdk", "console"] = "api"
+
+    @field_validator("score")
+    @classmethod
+    def _in_range(cls, score: float | None) -> float | None:
+        if score is not None and not 0 <= score <= 1:  # NaN fails this too
+            raise PydanticCustomError(
+                "score_range",
+                f"a score is {SCORE_RANGE} (convert other scales, e.g. 1-5 stars as "
+                "(stars - 1) / 4)",
+            )
+        return score
+
+    @field_validator("span_id")
+    @classmethod
+    def _span_id(cls, span_id: str | None) -> str | None:
+        if span_id is not None and not is_hex_id(span_id, 16):
+            raise PydanticCustomError("span_id", "a span id is 16 hexadecimal digits, not all zero")
+        return span_id.lower() if span_id else span_id
+
+    @field_validator("thumbs")
+    @classmethod
+    def _not_with_score(cls, thumbs: str | None, info: ValidationInfo) -> str | None:
+        # Feedback is one value, as a Langfuse score is: a thumb would silently replace the
+        # score (or the score the thumb) in the averages.
+        if thumbs is not None and info.data.get("score") is not None:
+            raise PydanticCustomError(
+                "score_and_thumbs",
+                "send a score or a thumb, not both (one value per feedback; send a second "
+                "feedback for the other)",
+            )
+        return thumbs
 
 
 class FeedbackPublic(BaseModel):
