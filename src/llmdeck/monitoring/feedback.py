@@ -11,12 +11,16 @@ once, then looks again for a few seconds (`TRACE_WAIT`) before answering 404.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmdeck.core.db import Database
 from llmdeck.core.errors import InvalidRequest, NotFound
+from llmdeck.monitoring import calls
 from llmdeck.monitoring.models import Feedback
 from llmdeck.monitoring.schemas import FeedbackCreate, is_hex_id
 from llmdeck.tracing.models import Span
@@ -136,3 +140,56 @@ def list_feedback(
         query = query.where(Feedback.trace_id == trace_id.lower())
     return list(session.scalars(query.order_by(Feedback.created_at.desc()).limit(limit)))
 
+
+def summary(
+    session: Session,
+    *,
+    project_id: str,
+    since: datetime,
+    until: datetime,
+    filters: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """Feedback given in the window; with filters (user, model, ...), only feedback on traces
+    with a model call that passes them, as the dashboard's other figures count calls.
+
+    feedback_score is the mean of the scores, each from 0 (bad) to 1 (good), a thumb 0 or
+    1; feedback_by_name keeps what was judged (the name) apart.
+    """
+    filters = filters or {}
+    rows = list(
+        session.execute(
+            select(Feedback.trace_id, Feedback.name, Feedback.kind, Feedback.score).where(
+                Feedback.project_id == project_id,
+                Feedback.created_at >= since,
+                Feedback.created_at < until,
+            )
+        )
+    )
+    # The default (application traffic) and "all" narrow nothing: feedback on a trace with
+    # no model call (an app's own step) still counts.
+    source = filters.get("source")
+    narrowed = any(filters.get(k) for k in calls.NARROWING) or source not in calls.ANY_SOURCE
+    if narrowed and rows:
+        judged = calls.rows_of(session, project_id, filters, trace_ids={r[0] for r in rows})
+        matching = {c.trace_id for c in judged}
+        rows = [r for r in rows if r.trace_id in matching]
+    # Scores stored before they were bounded to 0..1 stay listed, but out of the means.
+    scored = [(name, s) for _, name, _, s in rows if s is not None and 0 <= s <= 1]
+    by_name: dict[str, list[float]] = defaultdict(list)
+    for name, score in scored:
+        by_name[name].append(score)
+    thumbs = [s for _, _, kind, s in rows if kind == "thumbs"]
+    return {
+        "feedback_count": len(rows),
+        "feedback_score": _mean([s for _, s in scored]),
+        "feedback_by_name": {
+            name: {"count": len(values), "score": _mean(values)}
+            for name, values in sorted(by_name.items())
+        },
+        "thumbs_up": sum(1 for s in thumbs if s == 1.0),
+        "thumbs_down": sum(1 for s in thumbs if s == 0.0),
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None

@@ -1,27 +1,24 @@
 """Dashboard metrics over a project's model calls: time series, summaries, costliest groups.
 
-A request is a span of kind `llm` or `embedding` (from the gateway, the SDK or OTLP), counted
-once per call: an app's span of a call that went through the gateway has the gateway's span
-as its child, and only that child counts (tracing.service.one_per_call). The rows of a
-window are read once, in time order, and bucketed here: percentiles need the values
-themselves, and computing them in Python keeps one code path for both databases.
+A request is one model call as `calls.rows` reads them: counted once, credited with its
+trace's end user and tags, and application traffic only unless `source` asks for the
+platform's own calls too. The rows of a window are read once, in time order, and bucketed
+here: percentiles need the values themselves, and computing them in Python keeps one code
+path for both databases.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from llmdeck.core.errors import InvalidRequest
-from llmdeck.monitoring.models import Feedback
-from llmdeck.tracing.models import Span
-from llmdeck.tracing.service import REQUEST_KINDS, one_per_call
+from llmdeck.monitoring import feedback
+from llmdeck.monitoring.calls import Row, rows_of
 
 WINDOWS = {
     "1h": timedelta(hours=1),
@@ -32,7 +29,7 @@ WINDOWS = {
 }
 # About 60 points per chart whatever the window.
 BUCKETS = {"1h": 60, "6h": 360, "24h": 1800, "7d": 3 * 3600, "30d": 12 * 3600}
-GROUPS = {"model", "api_key", "user", "tag"}
+GROUPS = {"model", "api_key", "user", "tag", "source"}
 METRICS = (
     "requests",
     "error_rate",
@@ -49,21 +46,6 @@ METRICS = (
 )
 
 
-@dataclass(slots=True)
-class Row:
-    started_at: datetime
-    status: str
-    latency_ms: float | None
-    ttft_ms: float | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cost: float | None
-    model: str | None
-    api_key_id: str | None
-    user_id: str | None
-    tags: list[str] | None
-
-
 def window_of(window: str) -> timedelta:
     if window not in WINDOWS:
         raise InvalidRequest(
@@ -72,69 +54,17 @@ def window_of(window: str) -> timedelta:
     return WINDOWS[window]
 
 
-def _rows(
-    session: Session,
-    project_id: str,
-    since: datetime,
-    until: datetime,
-    filters: dict[str, str | None],
-) -> list[Row]:
-    # The app's span over a gateway call knows the end user and tags; the gateway's does not.
-    outer = aliased(Span)
-    user = func.coalesce(Span.user_id, outer.user_id)
-    query = (
-        select(
-            Span.started_at,
-            Span.status,
-            Span.latency_ms,
-            Span.ttft_ms,
-            Span.input_tokens,
-            Span.output_tokens,
-            Span.cost,
-            Span.model,
-            Span.api_key_id,
-            user,
-            Span.tags,
-            outer.tags,
-        )
-        .outerjoin(
-            outer,
-            and_(
-                outer.project_id == Span.project_id,
-                outer.trace_id == Span.trace_id,
-                outer.span_id == Span.parent_span_id,
-                outer.kind.in_(REQUEST_KINDS),
-            ),
-        )
-        .where(
-            Span.project_id == project_id,
-            Span.started_at >= since,
-            Span.started_at < until,
-            Span.kind.in_(REQUEST_KINDS),
-            one_per_call(),
-        )
-    )
-    if filters.get("model"):
-        query = query.where(Span.model == filters["model"])
-    if filters.get("api_key"):
-        query = query.where(Span.api_key_id == filters["api_key"])
-    if filters.get("user"):
-        query = query.where(user == filters["user"])
-    rows = [
-        Row(*r[:-2], tags=r[-2] if r[-2] is not None else r[-1])
-        for r in session.execute(query.order_by(Span.started_at))
-    ]
-    if filters.get("tag"):
-        rows = [r for r in rows if r.tags and filters["tag"] in r.tags]
-    return rows
-
-
 def _keys(row: Row, group_by: str | None) -> list[str]:
     if group_by is None:
         return ["all"]
     if group_by == "tag":
         return list(row.tags or []) or ["(no tag)"]
-    value = {"model": row.model, "api_key": row.api_key_id, "user": row.user_id}[group_by]
+    value = {
+        "model": row.model,
+        "api_key": row.api_key_id,
+        "user": row.user_id,
+        "source": row.source,
+    }[group_by]
     return [value or "(none)"]
 
 
@@ -185,7 +115,7 @@ def timeseries(
     step = BUCKETS[window]
     n = int(span.total_seconds() // step)
     start = since.timestamp()
-    rows = _rows(session, project_id, since, until, filters or {})
+    rows = rows_of(session, project_id, filters or {}, since=since, until=until)
     grouped: dict[str, list[list[Row]]] = defaultdict(lambda: [[] for _ in range(n)])
     for row in rows:
         index = min(int((row.started_at.timestamp() - start) // step), n - 1)
@@ -232,33 +162,14 @@ def summary_since(
 ) -> dict[str, Any]:
     until = now or datetime.now(UTC)
     since = until - span
-    rows = _rows(session, project_id, since, until, filters or {})
+    filters = filters or {}
+    rows = rows_of(session, project_id, filters, since=since, until=until)
     figures = aggregate(rows, span.total_seconds() / 3600)
-    figures.update(feedback_summary(session, project_id=project_id, since=since, until=until))
+    figures.update(
+        feedback.summary(session, project_id=project_id, since=since, until=until, filters=filters)
+    )
     figures["window"] = window
     return figures
-
-
-def feedback_summary(
-    session: Session, *, project_id: str, since: datetime, until: datetime
-) -> dict[str, Any]:
-    scores = list(
-        session.execute(
-            select(Feedback.kind, Feedback.score).where(
-                Feedback.project_id == project_id,
-                Feedback.created_at >= since,
-                Feedback.created_at < until,
-            )
-        )
-    )
-    values = [s for _, s in scores if s is not None]
-    thumbs = [s for k, s in scores if k == "thumbs"]
-    return {
-        "feedback_count": len(scores),
-        "feedback_score": sum(values) / len(values) if values else None,
-        "thumbs_up": sum(1 for s in thumbs if s == 1.0),
-        "thumbs_down": sum(1 for s in thumbs if s == 0.0),
-    }
 
 
 def top(
@@ -268,13 +179,14 @@ def top(
     by: str = "model",
     window: str = "24h",
     limit: int = 10,
+    filters: dict[str, str | None] | None = None,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The costliest users, models, keys or tags over the window."""
+    """The costliest users, models, keys, tags or sources over the window."""
     if by not in GROUPS:
         raise InvalidRequest(f"by must be one of: {', '.join(sorted(GROUPS))}.", param="by")
     until = now or datetime.now(UTC)
-    rows = _rows(session, project_id, until - window_of(window), until, {})
+    rows = rows_of(session, project_id, filters or {}, since=until - window_of(window), until=until)
     totals: dict[str, dict[str, Any]] = {}
     for row in rows:
         for key in _keys(row, by):
@@ -288,7 +200,8 @@ def top(
 def metric_value(
     session: Session, *, project_id: str, metric: str, minutes: int, now: datetime | None = None
 ) -> float | None:
-    """One dashboard metric over the last `minutes` (what alert rules watch)."""
+    """One dashboard metric over the last `minutes` (what alert rules watch): application
+    traffic, as the dashboard counts it."""
     if metric not in METRICS:
         raise InvalidRequest(
             f"Unknown metric {metric!r}; choose one of: {', '.join(METRICS)}.", param="metric"

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
 from llmdeck.identity.schemas import Principal
-from llmdeck.monitoring import alerts, drift, feedback, metrics, retention
+from llmdeck.monitoring import alerts, calls, drift, feedback, metrics, retention
 from llmdeck.monitoring.schemas import (
     AlertEventPublic,
     AlertRuleCreate,
@@ -33,20 +33,22 @@ manage_alerts = requires("builder", "manage alert rules")
 run_drift = requires("builder", "run drift checks")
 manage_retention = requires("admin", "change retention")
 WindowQuery = Query(default="24h", description="1h, 6h, 24h, 7d or 30d.")
+SourceQuery = Query(default="app", max_length=50, description=calls.SOURCE_HELP)
 
 
-def _filters(model, api_key, user, tag) -> dict[str, str | None]:
-    return {"model": model, "api_key": api_key, "user": user, "tag": tag}
+def _filters(model, api_key, user, tag, source) -> dict[str, str | None]:
+    return {"model": model, "api_key": api_key, "user": user, "tag": tag, "source": source}
 
 
 @router.get("/timeseries", operation_id="get_monitoring_timeseries")
 def get_timeseries(
     window: str = WindowQuery,
-    group_by: str | None = Query(default=None, description="model, api_key, user or tag."),
+    group_by: str | None = Query(default=None, description="model, api_key, user, tag or source."),
     model: str | None = None,
     api_key: str | None = Query(default=None, description="An API key id."),
     user: str | None = Query(default=None, description="An end user id."),
     tag: str | None = None,
+    source: str = SourceQuery,
     principal: Principal = Depends(get_principal),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
@@ -56,7 +58,7 @@ def get_timeseries(
         project_id=principal.project_id,
         window=window,
         group_by=group_by,
-        filters=_filters(model, api_key, user, tag),
+        filters=_filters(model, api_key, user, tag, source),
     )
 
 
@@ -67,28 +69,37 @@ def get_summary(
     api_key: str | None = None,
     user: str | None = None,
     tag: str | None = None,
+    source: str = SourceQuery,
     principal: Principal = Depends(get_principal),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
-    """Totals over the window, with feedback."""
+    """Totals over the window, with feedback (on the traces the filters keep)."""
     return metrics.summary(
         session,
         project_id=principal.project_id,
         window=window,
-        filters=_filters(model, api_key, user, tag),
+        filters=_filters(model, api_key, user, tag, source),
     )
 
 
 @router.get("/top", operation_id="get_monitoring_top")
 def get_top(
-    by: str = Query(default="model", description="model, api_key, user or tag."),
+    by: str = Query(default="model", description="model, api_key, user, tag or source."),
     window: str = WindowQuery,
     limit: int = Query(default=10, ge=1, le=100),
+    source: str = SourceQuery,
     principal: Principal = Depends(get_principal),
     session: Session = Depends(get_session),
 ) -> list[dict[str, Any]]:
-    """The costliest models, users, keys or tags over the window."""
-    return metrics.top(session, project_id=principal.project_id, by=by, window=window, limit=limit)
+    """The costliest models, users, keys, tags or sources over the window."""
+    return metrics.top(
+        session,
+        project_id=principal.project_id,
+        by=by,
+        window=window,
+        limit=limit,
+        filters={"source": source},
+    )
 
 
 @feedback_router.post(
