@@ -1,7 +1,9 @@
 """Drift: a recent window of a project's inputs against a baseline window.
 
 Inputs are embedded with a model served by the gateway (so the embedding calls are traced
-and governed like any other), then compared by a kernel two-sample test: the maximum mean
+and governed like any other, with source "monitoring": the dashboard, the alert metrics and
+the drift samples leave them out as the platform's own traffic, see calls.INTERNAL_SOURCES),
+then compared by a kernel two-sample test: the maximum mean
 discrepancy (MMD, Gaussian kernel, median-distance bandwidth) with a permutation p-value.
 Outputs are compared too: their length (Kolmogorov-Smirnov) and the rate of refusals
 (Fisher's exact test). Reports are made on demand, and by the monitoring loop for every
@@ -20,6 +22,8 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from llmdeck.core.errors import InvalidRequest, LLMDeckError
+from llmdeck.monitoring.calls import source_condition
 from llmdeck.monitoring.models import DriftReport
 from llmdeck.tracing.models import Span
 from llmdeck.tracing.service import one_per_call
@@ -28,6 +32,12 @@ log = logging.getLogger(__name__)
 
 ALPHA = 0.05
 METHOD = "mmd-rbf-permutation"
+SOURCE = "monitoring"  # of the embedding calls; calls.INTERNAL_SOURCES counts it as internal
+TRAFFIC_NOTE = (
+    "The embedding calls of drift checks go through the gateway and are traced with source "
+    "monitoring; the dashboard, alert metrics and drift samples count application traffic "
+    "only, so they leave them out."
+)
 _REFUSAL = re.compile(
     r"\b(i can(?:'|no)t|i cannot|i'm sorry|i am sorry|i am unable|i'm unable|i won't|"
     r"as an ai|i'm not able|i am not able)\b",
@@ -70,6 +80,7 @@ def window_samples(
             Span.started_at >= since,
             Span.started_at < until,
             one_per_call(),
+            _app_traffic(),  # an experiment's dataset is not what users ask
         )
         .order_by(Span.started_at.desc())
         .limit(limit)
@@ -82,6 +93,10 @@ def window_samples(
         if output is not None:
             outputs.append(output)
     return inputs, outputs
+
+
+def _app_traffic() -> Any:
+    return source_condition("app")
 
 
 def mmd_test(
@@ -157,6 +172,8 @@ async def run(
 
     from llmdeck.gateway.service import embedding_call
 
+    # Up front: with too few inputs no call is made, and a wrong model would go unnoticed.
+    await check_embedding_model(runtime, principal, embedding_model)
     now = now or datetime.now(UTC)
     recent_start = now - timedelta(hours=recent_hours)
     baseline_start = recent_start - timedelta(days=baseline_days)
@@ -177,13 +194,14 @@ async def run(
         "recent": [recent_start.isoformat(), now.isoformat()],
         "embedding_model": embedding_model,
         "alpha": ALPHA,
+        "traffic": TRAFFIC_NOTE,
     }
     statistic = p_value = None
     if len(base_in) >= 5 and len(new_in) >= 5:
         # Truncated: the inputs are cut to 2,000 characters already, and a distribution
         # test over their openings is what this report measures.
         call = embedding_call(
-            principal, embedding_model, base_in + new_in, source="monitoring", truncate=True
+            principal, embedding_model, base_in + new_in, source=SOURCE, truncate=True
         )
         result = await runtime.gateway.embed(call)
         vectors = np.asarray(result.vectors, dtype=np.float64)
@@ -208,6 +226,19 @@ async def run(
     return report
 
 
+async def check_embedding_model(runtime: Any, principal: Any, alias: str) -> None:
+    """InvalidRequest unless `alias` resolves, as the gateway resolves it (a route, then the
+    catalog), to an embedding model this project may use."""
+    try:
+        await runtime.gateway.directory.target(alias, principal, "embedding")
+    except LLMDeckError as exc:  # NotFound, or a chat model (catalog.wrong_kind)
+        raise InvalidRequest(
+            f"embedding_model: {exc.message} Drift checks embed inputs with an embedding "
+            "model (the bundled one is minilm-l6).",
+            param="embedding_model",
+        ) from None
+
+
 def list_reports(session: Session, *, project_id: str, limit: int = 20) -> list[DriftReport]:
     return list(
         session.scalars(
@@ -222,7 +253,12 @@ def list_reports(session: Session, *, project_id: str, limit: int = 20) -> list[
 def _calls_by_project(session: Session, since: datetime, until: datetime) -> dict[str, int]:
     rows = session.execute(
         select(Span.project_id, func.count())
-        .where(Span.kind == "llm", Span.started_at >= since, Span.started_at < until)
+        .where(
+            Span.kind == "llm",
+            Span.started_at >= since,
+            Span.started_at < until,
+            _app_traffic(),
+        )
         .group_by(Span.project_id)
     )
     return {project_id: count for project_id, count in rows}
