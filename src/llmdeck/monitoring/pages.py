@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
+from llmdeck.console.forms import say
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError, NotFound
 from llmdeck.monitoring import alerts, drift, feedback, metrics, retention
@@ -24,7 +26,13 @@ pages.nav("Alerts", "/alerts", section="Observe", order=50, icon="alert")
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"uPlot.iife.min.js", "uPlot.min.css", "monitoring.js"}
 GROUP_LABELS = {"": "No slicing", "model": "Model", "api_key": "API key", "user": "End user"}
-GROUP_LABELS["tag"] = "Tag"
+GROUP_LABELS |= {"tag": "Tag", "source": "Source"}
+# What the dashboard counts: the application's traffic unless asked (calls.INTERNAL_SOURCES).
+TRAFFIC_LABELS = {
+    "app": "Application traffic",
+    "all": "All traffic",
+    "internal": "Platform checks (drift, evaluations)",
+}
 
 
 @pages.router.get("/monitoring/assets/{name}")
@@ -90,18 +98,23 @@ def dashboard(
     request: Request,
     window: str = "24h",
     group_by: str = "",
+    source: str = "app",
     viewer: Viewer = Depends(signed_in),
 ):
     window = window if window in metrics.WINDOWS else "24h"
     group_by = group_by if group_by in metrics.GROUPS else ""
+    source = source if source in TRAFFIC_LABELS else "app"
     project_id = viewer.project.id
+    only = {"source": source}
     with request.app.state.runtime.db.session() as session:
-        summary = metrics.summary(session, project_id=project_id, window=window)
+        summary = metrics.summary(session, project_id=project_id, window=window, filters=only)
         series = metrics.timeseries(
-            session, project_id=project_id, window=window, group_by=group_by or None
+            session, project_id=project_id, window=window, group_by=group_by or None, filters=only
         )
-        top_models = metrics.top(session, project_id=project_id, by="model", window=window)
-        top_users = metrics.top(session, project_id=project_id, by="user", window=window)
+        top_models, top_users = (
+            metrics.top(session, project_id=project_id, by=by, window=window, filters=only)
+            for by in ("model", "user")
+        )
         reports = drift.list_reports(session, project_id=project_id, limit=5)
         recent_feedback = feedback.list_feedback(session, project_id=project_id, limit=10)
         days = retention.get_retention(session, project_id=project_id)
@@ -110,6 +123,8 @@ def dashboard(
         "windows": list(metrics.WINDOWS),
         "group_by": group_by,
         "groups": GROUP_LABELS,
+        "source": source,
+        "sources": TRAFFIC_LABELS,
         "summary": summary,
         "charts": _charts(series),
         "top_models": top_models,
@@ -118,6 +133,7 @@ def dashboard(
         "feedback": recent_feedback,
         "retention_days": days,
         "notice": request.query_params.get("notice", ""),
+        "drift_traffic": drift.TRAFFIC_NOTE,
     }
     return console_of(request).render(request, "monitoring/dashboard.html", context)
 
@@ -150,6 +166,10 @@ def set_retention(
 @pages.router.get("/traces/{trace_id}")
 def trace_tree(request: Request, trace_id: str, viewer: Viewer = Depends(signed_in)):
     """A trace as a tree of spans on a time line (waterfall), with its feedback."""
+    return _trace_page(request, viewer, trace_id)
+
+
+def _trace_page(request: Request, viewer: Viewer, trace_id: str, **extra: Any):
     with request.app.state.runtime.db.session() as session:
         try:
             trace = tracing.get_trace_or_raise(
@@ -160,7 +180,14 @@ def trace_tree(request: Request, trace_id: str, viewer: Viewer = Depends(signed_
                 request, "tracing/pending.html", {"trace_id": trace_id}
             )
         notes = feedback.list_feedback(session, project_id=viewer.project.id, trace_id=trace_id)
-    context = {"trace": trace, "rows": waterfall(trace.spans), "feedback": notes}
+    context = {
+        "trace": trace,
+        "rows": waterfall(trace.spans),
+        "feedback": notes,
+        "form": {},
+        "errors": {},
+        **extra,
+    }
     return console_of(request).render(request, "monitoring/trace.html", context)
 
 
@@ -174,19 +201,26 @@ def give_feedback(
     viewer: Viewer = Depends(signed_in),
 ):
     viewer.require("reviewer", "give feedback")
+    form = {"score": score, "comment": comment}
     try:
-        value = float(score) if score.strip() else None
-    except ValueError:
-        value = None
-    data = FeedbackCreate(
-        thumbs=thumbs if thumbs in ("up", "down") else None,
-        score=value,
-        comment=comment.strip() or None,
-        source="console",
-        author=viewer.email,
-    )
-    with request.app.state.runtime.db.session() as session:
-        feedback.create(session, project_id=viewer.project.id, trace_id=trace_id, data=data)
+        data = FeedbackCreate(
+            thumbs=thumbs or None,
+            score=score.strip() or None,
+            comment=comment.strip() or None,
+            source="console",
+            author=viewer.email,
+        )
+        with request.app.state.runtime.db.session() as session:
+            feedback.create(session, project_id=viewer.project.id, trace_id=trace_id, data=data)
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for e in exc.errors(include_url=False):
+            field = str(e["loc"][0]) if e["loc"] else "form"
+            # A thumb with a score: said beside the score, the thumbs being buttons.
+            errors.setdefault("score" if field == "thumbs" else field, say(e))
+        return _trace_page(request, viewer, trace_id, form=form, errors=errors)
+    except LLMDeckError as exc:
+        return _trace_page(request, viewer, trace_id, form=form, errors={"form": exc.message})
     return RedirectResponse(f"/traces/{trace_id}#feedback", status_code=303)
 
 
@@ -205,6 +239,8 @@ def _alerts(request: Request, viewer: Viewer, **extra: Any):
         "events": events,
         "names": names,
         "metrics": alerts.ALERT_METRICS,
+        "form": {},
+        "errors": {},
         **extra,
     }
     return console_of(request).render(request, "monitoring/alerts.html", context)
@@ -222,24 +258,37 @@ def create_alert(
     viewer: Viewer = Depends(signed_in),
 ):
     viewer.require("builder", "manage alert rules")
+    form = {
+        "name": name,
+        "metric": metric,
+        "comparison": comparison,
+        "threshold": threshold,
+        "window_minutes": window_minutes,
+        "webhook_url": webhook_url,
+    }
     try:
+        # The form's text goes to the API's schema as it is: its messages are the real ones.
         data = AlertRuleCreate(
             name=name.strip() or metric,
             metric=metric,
-            comparison=comparison if comparison in (">", "<") else ">",
-            threshold=float(threshold),
-            window_minutes=int(window_minutes),
+            comparison=comparison,
+            threshold=threshold.strip(),
+            window_minutes=window_minutes.strip() or 60,
             webhook_url=webhook_url.strip(),
         )
         with request.app.state.runtime.db.session() as session:
             rule, secret = alerts.create_rule(
                 session, request.app.state.runtime.settings, project_id=viewer.project.id, data=data
             )
-        return _alerts(request, viewer, created=rule.name, secret=secret)
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for e in exc.errors(include_url=False):
+            errors.setdefault(str(e["loc"][0]) if e["loc"] else "form", say(e))
+        return _alerts(request, viewer, form=form, errors=errors)
     except LLMDeckError as exc:
-        return _alerts(request, viewer, error=exc.message)
-    except ValueError:
-        return _alerts(request, viewer, error="Threshold and window must be numbers.")
+        field = exc.param if exc.param in form else "form"
+        return _alerts(request, viewer, form=form, errors={field: exc.message})
+    return _alerts(request, viewer, created=rule.name, secret=secret)
 
 
 @pages.router.post("/alerts/{rule_id}/delete", dependencies=[Depends(csrf_protected)])
