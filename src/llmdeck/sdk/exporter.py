@@ -3,6 +3,11 @@
 The calling thread only appends to a deque; turning spans into JSON and sending them happens
 here, off the caller's path. Refusals with 429/503 are retried after `Retry-After`; a
 network failure is retried with backoff; nothing here ever raises into the caller.
+
+Whatever the export thread needs is imported, and its HTTP client made, on the thread that
+calls `configure()`, before the export thread starts: a module imported by a second thread
+while the app imports it too (httpx, which `openai` imports right after `configure()`) can
+be handed half-initialised to one of them, and the app failed at start-up now and then.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import threading
 import time
 from collections import deque
 from typing import Any
+
+from llmdeck.sdk.otlp_json import encode
 
 log = logging.getLogger("llmdeck.sdk")
 
@@ -42,8 +49,11 @@ class Exporter:
         self.batch_size = batch_size
         self.interval = interval
         self.attempts = attempts
-        self.dropped = 0
         self.sent = 0
+        # Dropped spans, counted by the one thread that drops them (no lost updates).
+        self._overflowed = 0  # the caller's thread: the queue was full
+        self._refused = 0  # the export thread: refused by the server, or given up on
+        self._dropped_at_flush = 0
         self._queue: deque[Any] = deque(maxlen=max_queue)
         self._wake = threading.Event()
         self._idle = threading.Event()
@@ -51,25 +61,35 @@ class Exporter:
         self._stop = False
         self._busy = 0
         self._lock = threading.Lock()
+        self._http = _http_client()
         self._thread = threading.Thread(target=self._run, name="llmdeck-sdk-export", daemon=True)
         self._thread.start()
         atexit.register(self.shutdown)
 
+    @property
+    def dropped(self) -> int:
+        """Spans lost so far: the queue overflowed, or the server refused them."""
+        return self._overflowed + self._refused
+
     def enqueue(self, span: Any) -> None:
         """Called on the user's thread: O(1), never blocks, never raises."""
         if len(self._queue) == self._queue.maxlen:
-            self.dropped += 1
+            self._overflowed += 1
         self._queue.append(span)
         if len(self._queue) >= self.batch_size:
             self._wake.set()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Send everything queued so far; False if that took longer than `timeout`."""
+        """Send everything queued so far; False if that took longer than `timeout` or if a
+        span was dropped since the last flush (refused by the server, given up on, or pushed
+        out of a full queue)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._queue and not self._busy:
-                    return True
+                    dropped = self.dropped
+                    lost, self._dropped_at_flush = dropped - self._dropped_at_flush, dropped
+                    return lost == 0
             self._wake.set()
             time.sleep(0.005)
         return False
@@ -82,9 +102,7 @@ class Exporter:
             self._wake.set()
 
     def _run(self) -> None:
-        import httpx  # only the export thread needs it
-
-        with httpx.Client(timeout=10.0) as http:
+        with self._http as http:
             while not self._stop:
                 self._wake.wait(self.interval)
                 self._wake.clear()
@@ -104,8 +122,6 @@ class Exporter:
                             self._busy -= 1
 
     def _send(self, http: Any, batch: list[Any]) -> None:
-        from llmdeck.sdk.otlp_json import encode
-
         body = json.dumps(encode(batch), default=str).encode()
         delay = 0.2
         for attempt in range(self.attempts):
@@ -124,7 +140,7 @@ class Exporter:
                         response.status_code,
                         response.text[:200],
                     )
-                    self.dropped += len(batch)
+                    self._refused += len(batch)
                     return
                 retry_after = response.headers.get("retry-after", "")
                 if retry_after.isdigit():
@@ -134,5 +150,14 @@ class Exporter:
             if attempt + 1 < self.attempts:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        self.dropped += len(batch)
+        self._refused += len(batch)
         log.error("llmdeck: dropped %d spans after %d attempts", len(batch), self.attempts)
+
+
+def _http_client() -> Any:
+    """The export thread's HTTP client, made on the caller's thread (see the docstring)."""
+    import httpx  # here, not at the top: `import llmdeck` stays light until configure()
+
+    http = httpx.Client(timeout=10.0)  # imports httpcore and loads the certificates
+    "127.0.0.1".encode("idna")  # the codec a connection's host name goes through (a lazy import)
+    return http

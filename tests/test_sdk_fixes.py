@@ -1,0 +1,115 @@
+"""The SDK against a real server: start-up without import races, flush() telling of dropped
+spans, feedback's one value, generators observed whole, and streams the app stops early."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import llmdeck
+from llmdeck.sdk import tracer
+from tests.conftest import LiveServer
+
+
+@pytest.fixture
+def sdk() -> Iterator[None]:
+    yield
+    if tracer._exporter is not None:
+        tracer._exporter.shutdown(timeout=2)
+        tracer._exporter = None
+
+
+def _configure(server: LiveServer, key: str | None = None) -> None:
+    llmdeck.configure(base_url=server.url, api_key=key or server.master_key, interval=0.05)
+
+
+def _trace(server: LiveServer, trace_id: str, spans: int) -> list[dict[str, Any]]:
+    """The trace's spans once at least `spans` of them are stored."""
+    with server.client() as http:
+        deadline = time.monotonic() + 20
+        while True:
+            found = http.get(f"/api/traces/{trace_id}")
+            if found.status_code == 200 and len(found.json()["spans"]) >= spans:
+                return found.json()["spans"]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"trace {trace_id} has not {spans} spans: {found.text}")
+            time.sleep(0.1)
+
+
+def _named(spans: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
+    (span,) = [s for s in spans if s["name"].endswith(suffix)]
+    return span
+
+
+# -- start-up: nothing is imported off the app's thread -------------------------------------
+
+# Records which thread imports each module; the SDK's export thread must import none: a
+# module imported by two threads at once can be handed half-initialised to one of them
+# ("partially initialized module 'httpx' has no attribute 'URL'" from OpenAI(), now and then).
+SPY = """
+import json, sys, threading
+
+exporter_imports = []
+
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if threading.current_thread().name == "llmdeck-sdk-export":
+            exporter_imports.append(name)
+        return None
+
+sys.meta_path.insert(0, Spy())
+
+import llmdeck
+from openai import OpenAI
+
+url, key = sys.argv[1], sys.argv[2]
+llmdeck.configure(base_url=url, api_key=key, interval=0.05)  # as the README shows it
+llmdeck.instrument_openai()
+client = OpenAI(base_url=url + "/v1", api_key=key)
+
+@llmdeck.observe
+def step(x):
+    return {"x": x}
+
+step(1)
+sent = llmdeck.flush(timeout=20)
+llmdeck.configure(base_url=url, api_key="ldk-wrong", interval=0.05)  # a refusal is read too
+step(2)
+refused = not llmdeck.flush(timeout=20)
+print(json.dumps({"sent": sent, "refused": refused, "exporter_imports": exporter_imports}))
+"""
+
+
+def test_the_export_thread_imports_nothing(live_server: LiveServer) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SPY, live_server.url, live_server.master_key],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result == {"sent": True, "refused": True, "exporter_imports": []}
+
+
+# -- flush ----------------------------------------------------------------------------------
+
+
+def test_flush_is_false_when_spans_were_refused(live_server: LiveServer, sdk) -> None:
+    _configure(live_server, key="ldk-wrong")
+    with llmdeck.observe("refused"):
+        pass
+    assert llmdeck.flush(timeout=20) is False  # the server answered 401: the span is lost
+    assert tracer.exporter().dropped == 1
+    assert llmdeck.flush(timeout=20) is True  # nothing dropped since the last flush
+
+    _configure(live_server)
+    with llmdeck.observe("accepted"):
+        pass
+    assert llmdeck.flush(timeout=20) is True
