@@ -113,3 +113,23 @@ def test_flush_is_false_when_spans_were_refused(live_server: LiveServer, sdk) ->
     with llmdeck.observe("accepted"):
         pass
     assert llmdeck.flush(timeout=20) is True
+
+
+# -- feedback -------------------------------------------------------------------------------
+
+
+def test_feedback_is_a_score_or_a_thumb_not_both(live_server: LiveServer, sdk) -> None:
+    _configure(live_server)
+    with llmdeck.observe("answer"):
+        trace_id = llmdeck.current_trace_id()
+        with pytest.raises(ValueError, match="a score or thumbs, not both"):
+            llmdeck.feedback(score=0.8, thumbs=True)
+    assert llmdeck.flush(timeout=20)
+    # True once stored, each value in a feedback of its own.
+    assert llmdeck.feedback(trace_id, score=0.8) is True
+    assert llmdeck.feedback(trace_id, thumbs=False, comment="too long") is True
+    with live_server.client() as http:
+        stored = http.get(f"/api/traces/{trace_id}/feedback").json()["data"]
+    assert sorted((f["kind"], f["score"]) for f in stored) == [("score", 0.8), ("thumbs", 0.0)]
+    # Refused by the server: False, not an exception.
+    assert llmdeck.feedback(trace_id, thumbs="sideways") is False

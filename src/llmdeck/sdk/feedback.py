@@ -18,7 +18,18 @@ def feedback(
     name: str = "user",
     author: str | None = None,
 ) -> bool:
-    """Attach feedback to a trace (default: the current one); False if it could not be sent."""
+    """Attach a score from 0 to 1, or a thumb, and/or a comment to a trace (default: the
+    current one).
+
+    True once the server has stored it; False (with the reason logged) when it could not be
+    sent or was refused. Giving both a score and a thumb raises ValueError: each feedback is
+    one value (send a second feedback for the other).
+    """
+    if score is not None and thumbs is not None:
+        raise ValueError(
+            "llmdeck.feedback takes a score or thumbs, not both: each feedback is one value. "
+            "Send a second feedback for the other."
+        )
     exporter = tracer.exporter()
     trace_id = trace_id or tracer.current_trace_id()
     if exporter is None or trace_id is None:
