@@ -17,7 +17,9 @@ traces = typer.Typer(help="Traces of the calls made through llmdeck.", no_args_i
 def traces_list(
     project: str = typer.Option("default", help="Project whose traces to list."),
     model: str | None = typer.Option(None, help="Only calls to this model alias."),
-    status: str | None = typer.Option(None, help="ok or error."),
+    status: str | None = typer.Option(
+        None, help="ok or error (error: any span of the trace failed)."
+    ),
     limit: int = typer.Option(20, help="How many, newest first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -12,13 +12,13 @@ from llmdeck.console.auth import Viewer, signed_in
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import NotFound
 from llmdeck.tracing import service
-from llmdeck.tracing.schemas import TracePage
+from llmdeck.tracing.schemas import TracePage, TracePublic
 
 pages = PageSet("tracing", __file__)
 pages.nav("Requests", "/requests", section="Observe", order=40, icon="activity")
 
 PAGE_SIZE = 50
-STATUSES = ("ok", "error")
+STATUSES = service.STATUSES
 
 
 def _page(request: Request, viewer: Viewer, model: str, status: str, cursor: str) -> TracePage:
@@ -137,7 +137,22 @@ def request_detail(request: Request, trace_id: str, viewer: Viewer = Depends(sig
             # Spans are written a moment after the answer ends: say so, and look again shortly.
             context = {"trace_id": trace_id}
             return console_of(request).render(request, "tracing/pending.html", context)
+    return console_of(request).render(request, "tracing/detail.html", _detail(trace))
+
+
+def _detail(trace: TracePublic) -> dict:
+    """What the request page shows: the trace as the list summarises it, then each model call
+    (its messages, output and settings) and, when the root span is an app's span around
+    them, that span's own input and output."""
+    by_id = {s.span_id: s for s in trace.spans}
     root = next((s for s in trace.spans if s.parent_span_id is None), trace.spans[0])
-    messages = root.input if isinstance(root.input, list) else None
-    context = {"trace": trace, "root": root, "messages": messages}
-    return console_of(request).render(request, "tracing/detail.html", context)
+    calls = [by_id[i] for i in trace.call_span_ids if i in by_id] or [root]
+    return {
+        "trace": trace,
+        "summary": trace.summary,
+        "root": root,
+        "calls": [(c, c.input if isinstance(c.input, list) else None) for c in calls],
+        # An SDK span over the gateway's span of one call is that call, not an app around it.
+        "app_span": root if calls != [root] and root.kind not in service.REQUEST_KINDS else None,
+        "failed": [s for s in trace.spans if s.status == "error"],
+    }

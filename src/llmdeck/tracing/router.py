@@ -18,7 +18,9 @@ router = APIRouter(prefix="/api/traces", tags=["tracing"])
 @router.get("", operation_id="list_traces", response_model=TracePage)
 def list_traces(
     model: str | None = Query(default=None, description="Only calls to this model alias."),
-    status: str | None = Query(default=None, description="ok or error."),
+    status: str | None = Query(
+        default=None, description="ok or error: error when any span of the trace failed."
+    ),
     since: datetime | None = Query(default=None, description="Started at or after (ISO 8601)."),
     until: datetime | None = Query(default=None, description="Started before (ISO 8601)."),
     limit: int = Query(default=50, ge=1, le=service.MAX_LIMIT),

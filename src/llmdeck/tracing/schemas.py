@@ -36,13 +36,13 @@ class SpanPublic(BaseModel):
 
 
 class TraceSummary(BaseModel):
-    """A trace as listed: its root span's name, status and timing, with the model(s) and the
-    summed tokens and cost of the trace's model calls."""
+    """A trace as listed: its root span's name and timing, with the model(s), the summed
+    tokens and cost and the time to first token of the trace's model calls."""
 
     trace_id: str
     name: str
     model: str | None
-    status: str
+    status: str = Field(description="error when any span of the trace failed, else ok.")
     input_tokens: int | None
     output_tokens: int | None
     cost: float | None
@@ -59,3 +59,8 @@ class TracePage(BaseModel):
 class TracePublic(BaseModel):
     trace_id: str
     spans: list[SpanPublic]
+    summary: TraceSummary = Field(description="The trace as the list shows it.")
+    call_span_ids: list[str] = Field(
+        description="The spans counted as the trace's model calls, in time order: each call "
+        "once (an SDK span over the gateway's span of the same call is not counted)."
+    )

@@ -33,7 +33,24 @@ def one_per_call() -> ColumnElement[bool]:
     )
 
 
+def failed_trace() -> ColumnElement[bool]:
+    """True for a span of a trace in which some span failed.
+
+    A trace is an error when any of its spans is (as Langfuse and LangSmith show a trace
+    with an errored observation): an app's root span is often ok around a model call that
+    failed and was caught, and the dashboard counts that call as an error. Found through
+    the (project_id, trace_id, span_id) index, a trace's few spans.
+    """
+    other = aliased(Span)
+    return exists().where(
+        other.project_id == Span.project_id,
+        other.trace_id == Span.trace_id,
+        other.status == "error",
+    )
+
+
 MAX_LIMIT = 200
+STATUSES = ("ok", "error")
 
 
 def list_traces(
@@ -64,8 +81,13 @@ def list_traces(
                 ),
             )
         )
-    if status:
-        query = query.where(Span.status == status)
+    if status:  # empty is no filter, as an empty form field
+        if status not in STATUSES:
+            raise InvalidRequest(
+                f"Unknown status {status!r}; choose one of: {', '.join(STATUSES)}.",
+                param="status",
+            )
+        query = query.where(failed_trace() if status == "error" else ~failed_trace())
     if since:
         query = query.where(Span.started_at >= since)
     if until:
@@ -79,9 +101,14 @@ def list_traces(
         session.scalars(query.order_by(Span.started_at.desc(), Span.id.desc()).limit(limit + 1))
     )
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    calls = _calls_of(session, project_id, [span.trace_id for span in rows[:limit]])
+    trace_ids = [span.trace_id for span in rows[:limit]]
+    calls = _calls_of(session, project_id, trace_ids)
+    failed = _failed_of(session, project_id, trace_ids)
     return TracePage(
-        data=[_summary(span, calls.get(span.trace_id, [])) for span in rows[:limit]],
+        data=[
+            _summary(span, calls.get(span.trace_id, []), failed=span.trace_id in failed)
+            for span in rows[:limit]
+        ],
         next_cursor=next_cursor,
     )
 
@@ -102,6 +129,16 @@ def _calls_of(session: Session, project_id: str, trace_ids: list[str]) -> dict[s
     return calls
 
 
+def _failed_of(session: Session, project_id: str, trace_ids: list[str]) -> set[str]:
+    """Which of these traces have a failed span (one query for a page, not one per row)."""
+    if not trace_ids:
+        return set()
+    query = select(Span.trace_id).where(
+        Span.project_id == project_id, Span.trace_id.in_(trace_ids), Span.status == "error"
+    )
+    return set(session.scalars(query.distinct()))
+
+
 def get_trace_or_raise(session: Session, *, project_id: str, trace_id: str) -> TracePublic:
     # Sorted here, not by the query: ordering by started_at made SQLite's planner walk the
     # project's (project_id, started_at) index, every span the project has, rather than
@@ -114,7 +151,15 @@ def get_trace_or_raise(session: Session, *, project_id: str, trace_id: str) -> T
     )
     if not spans:
         raise NotFound(f"No trace {trace_id!r} in this project.", param="trace_id")
-    return TracePublic(trace_id=trace_id, spans=[SpanPublic.model_validate(s) for s in spans])
+    # A child can land before its root (OTLP batches are not ordered): the earliest stands in.
+    root = next((s for s in spans if s.parent_span_id is None), spans[0])
+    calls = _calls_of(session, project_id, [trace_id]).get(trace_id, [])
+    return TracePublic(
+        trace_id=trace_id,
+        spans=[SpanPublic.model_validate(s) for s in spans],
+        summary=_summary(root, calls, failed=any(s.status == "error" for s in spans)),
+        call_span_ids=[c.span_id for c in calls],
+    )
 
 
 def _total(values: list[int | float | None]) -> int | float | None:
@@ -122,21 +167,25 @@ def _total(values: list[int | float | None]) -> int | float | None:
     return sum(known) if known else None
 
 
-def _summary(span: Span, calls: list[Span]) -> TraceSummary:
-    """The root span's name, status and timing; the model, tokens and cost of its calls."""
+def _summary(span: Span, calls: list[Span], *, failed: bool) -> TraceSummary:
+    """The root span's name and timing; the model, tokens, cost and time to first token of
+    its calls; error when any span of the trace failed."""
     if not calls:
         calls = [span]
     models = ", ".join(dict.fromkeys(c.model for c in calls if c.model))
+    # The first token the trace waited for is its first call's (an app's root span has
+    # none of its own); a call that recorded none (an OTLP client may not) is skipped.
+    ttft = next((c.ttft_ms for c in calls if c.ttft_ms is not None), span.ttft_ms)
     return TraceSummary(
         trace_id=span.trace_id,
         name=span.name,
         model=models or span.model,
-        status=span.status,
+        status="error" if failed else span.status,
         input_tokens=_total([c.input_tokens for c in calls]),
         output_tokens=_total([c.output_tokens for c in calls]),
         cost=_total([c.cost for c in calls]),
         latency_ms=span.latency_ms,
-        ttft_ms=span.ttft_ms,
+        ttft_ms=ttft,
         started_at=span.started_at,
     )
 
