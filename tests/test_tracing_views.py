@@ -1,6 +1,6 @@
 """How traces are listed and shown: the trace's model calls summarised on the request page,
 a trace that failed anywhere listed as an error (API, CLI, console), an unknown status
-refused."""
+refused, and the CLI naming the projects that have traces when the one asked has none."""
 
 from __future__ import annotations
 
@@ -279,6 +279,44 @@ def test_the_cli_lists_failed_traces_and_refuses_an_unknown_status(sqlite_app) -
     bogus = _llmdeck("traces", "list", "--status", "bogus")
     assert bogus.returncode == 1 and bogus.stdout == ""
     assert bogus.stderr == "error: Unknown status 'bogus'; choose one of: ok, error.\n"
+
+
+def test_an_empty_listing_names_the_projects_that_have_traces(sqlite_app) -> None:
+    http, db = sqlite_app
+    _post_traces(http, _key(db, project="demo"))  # as `llmdeck up --demo` traces to `demo`
+    hint = "No traces in project default. Traces are in: demo (use --project demo).\n"
+    for command in (
+        ("traces", "list"),
+        ("traces", "list", "--json"),
+        ("monitoring", "summary"),
+        ("monitoring", "summary", "--json"),
+        ("monitoring", "top"),
+    ):
+        ran = _llmdeck(*command)
+        assert ran.returncode == 0 and ran.stderr == hint, (command, ran.stderr)
+    # JSON on stdout stays JSON: the hint goes to stderr.
+    assert json.loads(_llmdeck("traces", "list", "--json").stdout) == []
+
+    # Asked of the project that has them: the figures, and no hint.
+    shown = _llmdeck("traces", "list", "--project", "demo", "--json")
+    assert len(json.loads(shown.stdout)) == 2 and shown.stderr == ""
+    summary = _llmdeck("monitoring", "summary", "--project", "demo", "--json")
+    assert json.loads(summary.stdout)["requests"] == 2 and summary.stderr == ""
+    # A filter that leaves nothing is said to be the filter.
+    narrowed = _llmdeck("traces", "list", "--project", "demo", "--model", "other")
+    assert narrowed.stderr == "No traces in project demo match these filters.\n"
+
+
+def test_figures_outside_the_window_say_to_look_further_back(sqlite_app) -> None:
+    http, db = sqlite_app
+    _post_traces(http, _key(db, project="archive"), ago_s=2 * 86400)
+    ran = _llmdeck("monitoring", "summary", "--project", "archive")
+    assert ran.returncode == 0
+    assert ran.stderr == (
+        "No model calls in project archive in the last 24h; "
+        "a longer --window (7d, 30d) looks further back.\n"
+    )
+    assert _llmdeck("monitoring", "summary", "--project", "archive", "--window", "7d").stderr == ""
 
 
 # The SDK through a real server: an observed function streaming a call through the gateway,

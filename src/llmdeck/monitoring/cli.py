@@ -17,6 +17,7 @@ from llmdeck.monitoring.schemas import (
     AlertRulePublic,
     RetentionUpdate,
 )
+from llmdeck.tracing.cli import say_where_traces_are
 
 monitoring = typer.Typer(
     help="Dashboards' figures, alerts and retention of traces.", no_args_is_help=True
@@ -33,11 +34,13 @@ def summary(
     with db_session() as session:
         target = identity.get_project_by_name_or_raise(session, name=project)
         figures = metrics.summary(session, project_id=target.id, window=window)
-    if as_json:
-        console.print_json(json.dumps(figures, default=str))
-        return
-    rows = [{"figure": k, "value": v} for k, v in figures.items() if k != "window"]
-    emit(rows, ["figure", "value"], as_json=False)
+        if as_json:
+            console.print_json(json.dumps(figures, default=str))
+        else:
+            rows = [{"figure": k, "value": v} for k, v in figures.items() if k != "window"]
+            emit(rows, ["figure", "value"], as_json=False)
+        if not figures.get("requests"):
+            say_where_traces_are(session, project=target, nothing=_no_calls(project, window))
 
 
 @monitoring.command("top")
@@ -51,7 +54,16 @@ def top(
     with db_session() as session:
         target = identity.get_project_by_name_or_raise(session, name=project)
         rows = metrics.top(session, project_id=target.id, by=by, window=window)
-    emit(rows, ["group", "requests", "tokens", "cost"], as_json=as_json)
+        emit(rows, ["group", "requests", "tokens", "cost"], as_json=as_json)
+        if not rows:
+            say_where_traces_are(session, project=target, nothing=_no_calls(project, window))
+
+
+def _no_calls(project: str, window: str) -> str:
+    return (
+        f"No model calls in project {project} in the last {window}; "
+        "a longer --window (7d, 30d) looks further back."
+    )
 
 
 alert_rules = typer.Typer(

@@ -5,12 +5,29 @@ from __future__ import annotations
 import json
 
 import typer
+from sqlalchemy.orm import Session
 
-from llmdeck.cli.output import console, db_session, emit
+from llmdeck.cli.output import console, db_session, emit, errors
 from llmdeck.identity import service as identity
+from llmdeck.identity.models import Project
 from llmdeck.tracing import service
 
 traces = typer.Typer(help="Traces of the calls made through llmdeck.", no_args_is_help=True)
+
+
+def say_where_traces_are(session: Session, *, project: Project, nothing: str) -> None:
+    """After an empty listing, on stderr (JSON on stdout stays clean): `nothing` when the
+    project has traces (a filter or window left them out); else that it has none, and which
+    projects do (`llmdeck up --demo` traces to `demo`, while the CLI's default is `default`).
+    """
+    if service.has_traces(session, project_id=project.id):
+        message = nothing
+    else:
+        others = [name for name in service.projects_with_traces(session) if name != project.name]
+        message = f"No traces in project {project.name}."
+        if others:
+            message += f" Traces are in: {', '.join(others)} (use --project {others[0]})."
+    errors.print(message, highlight=False, soft_wrap=True)
 
 
 @traces.command("list")
@@ -29,21 +46,27 @@ def traces_list(
         page = service.list_traces(
             session, project_id=target.id, model=model, status=status, limit=limit
         )
-    rows = [t.model_dump() for t in page.data]
-    emit(
-        rows,
-        [
-            "started_at",
-            "trace_id",
-            "model",
-            "status",
-            "latency_ms",
-            "input_tokens",
-            "output_tokens",
-            "cost",
-        ],
-        as_json=as_json,
-    )
+        rows = [t.model_dump() for t in page.data]
+        emit(
+            rows,
+            [
+                "started_at",
+                "trace_id",
+                "model",
+                "status",
+                "latency_ms",
+                "input_tokens",
+                "output_tokens",
+                "cost",
+            ],
+            as_json=as_json,
+        )
+        if not rows:
+            say_where_traces_are(
+                session,
+                project=target,
+                nothing=f"No traces in project {target.name} match these filters.",
+            )
 
 
 @traces.command("show")

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from llmdeck.core.errors import InvalidRequest, NotFound
+from llmdeck.identity import service as identity
 from llmdeck.tracing.models import Span
 from llmdeck.tracing.schemas import SpanPublic, TracePage, TracePublic, TraceSummary
 
@@ -160,6 +161,17 @@ def get_trace_or_raise(session: Session, *, project_id: str, trace_id: str) -> T
         summary=_summary(root, calls, failed=any(s.status == "error" for s in spans)),
         call_span_ids=[c.span_id for c in calls],
     )
+
+
+def has_traces(session: Session, *, project_id: str) -> bool:
+    """Whether the project has any span at all (one index look-up)."""
+    return bool(session.scalar(select(exists().where(Span.project_id == project_id))))
+
+
+def projects_with_traces(session: Session) -> list[str]:
+    """Names of the projects that have traces, by name (a look-up per project: there are
+    few projects, and a DISTINCT over spans would read every span)."""
+    return [p.name for p in identity.list_projects(session) if has_traces(session, project_id=p.id)]
 
 
 def _total(values: list[int | float | None]) -> int | float | None:
