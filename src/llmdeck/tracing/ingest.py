@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import re
 import threading
 import weakref
 from collections.abc import Callable
@@ -56,20 +58,48 @@ def _default(value: Any) -> Any:
 
 # One C encoder made once: `json.dumps` builds a new one per call, which was a tenth of the
 # per-span cost. No cycle check: values come from parsed payloads and dataclass fields.
+# allow_nan off: NaN and Infinity are not JSON (PostgreSQL refuses them, and so do browsers).
 _encoder = (
-    c_make_encoder(None, _default, encode_basestring_ascii, None, ":", ",", False, False, True)
+    c_make_encoder(None, _default, encode_basestring_ascii, None, ":", ",", False, False, False)
     if c_make_encoder is not None
     else None
 )
 
 
 def _json(value: Any) -> str:
-    """JSON text of a JSON column's value; None is JSON null, as SQLAlchemy's JSON type does."""
+    """JSON text of a JSON column's value; None is JSON null, as SQLAlchemy's JSON type does.
+
+    What would make the text unusable is replaced rather than failing the batch's write: a
+    non-finite float by its name in a string ("NaN", "Infinity"), as OTLP JSON spells it, and
+    a NUL character by U+FFFD (PostgreSQL stores `\\u0000` in a json column, but then fails
+    every query that reads a field of that row, such as the dashboards')."""
     if value is None:
         return "null"
-    if _encoder is None:
-        return json.dumps(value, separators=(",", ":"))
-    return "".join(_encoder(value, 0))
+    try:
+        if _encoder is None:
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        else:
+            text = "".join(_encoder(value, 0))
+    except ValueError:
+        text = json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)
+    if "\\u0000" in text:
+        # Only an escape: an even run of backslashes before it (a literal "\\u0000") stays.
+        text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
+    return text
+
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with each non-finite float replaced by its name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _utc(value: datetime | None) -> datetime | None:
