@@ -274,6 +274,30 @@ def test_compressed_batches_inflate_within_the_size_limit(api: TestClient) -> No
     assert cut.status_code == 400 and "not valid gzip" in cut.json()["error"]["message"]
 
 
+def test_the_body_limit_is_checked_before_reading_and_says_what_to_do(
+    db: Database, settings: Settings
+) -> None:
+    secret = _key(db)
+    small = settings.model_copy(update={"otlp_max_body_bytes": 1024 * 1024})
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/x-protobuf"}
+    with TestClient(create_app(small)) as http:
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: refused while reading
+            for _ in range(4):
+                yield bytes(512 * 1024)
+
+        for content in (bytes(2 * 1024 * 1024), chunks()):
+            response = http.post("/v1/traces", content=content, headers=headers)
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["code"] == "request_too_large" and error["param"] == "body"
+            assert error["message"].startswith("The batch is more than 1 MiB")
+            assert "LLMDECK_OTLP_MAX_BODY_BYTES" in error["message"]
+            assert "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in error["message"]
+        fine = http.post("/v1/traces", content=b"", headers=headers)
+        assert fine.status_code == 200
+
+
 def test_full_receiver_pushes_back_with_retry_after(api: TestClient) -> None:
     gate = api.app.state.otlp_gate if hasattr(api.app.state, "otlp_gate") else None
     from llmdeck.tracing.otlp_router import gate_of

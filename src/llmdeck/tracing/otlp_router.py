@@ -8,6 +8,7 @@ worker thread per batch, answered once the batch is committed.
 
 from __future__ import annotations
 
+import math
 import zlib
 
 from fastapi import APIRouter, Depends, Request
@@ -50,6 +51,34 @@ def _prices_of(request: Request) -> PriceBook:
     return book
 
 
+def _too_large(what: str, limit: int) -> InvalidRequest:
+    """The error for a batch over the receiver's size limit, saying what to change."""
+    size = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit:,} bytes"
+    return InvalidRequest(
+        f"The batch {what} more than {size}, the receiver's limit "
+        "(LLMDECK_OTLP_MAX_BODY_BYTES); export smaller batches (with the OpenTelemetry SDK, "
+        "a lower OTEL_BSP_MAX_EXPORT_BATCH_SIZE).",
+        param="body",
+        code="request_too_large",
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as its declared or read size passes `limit` bytes
+    (reading all of it first would let one request take any amount of memory)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large("is", limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large("is", limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     """The body as sent, inflated to at most `limit` bytes (a small gzip can hold gigabytes)."""
     if encoding in ("", "identity"):
@@ -61,11 +90,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     try:
         data = inflate.decompress(body, limit)
         if inflate.unconsumed_tail:
-            raise InvalidRequest(
-                f"The batch inflates to more than {limit // (1024 * 1024)} MiB; "
-                "send smaller batches.",
-                param="body",
-            )
+            raise _too_large("inflates to", limit)
         if not inflate.eof:
             raise zlib.error("truncated")
     except zlib.error:
@@ -103,17 +128,14 @@ async def export_traces(
     runtime = request.app.state.runtime
     settings = runtime.settings
     require(principal.role, "builder", "send traces")
-    body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_json = content_type == "application/json"
-    if len(body) > settings.otlp_max_body_bytes:
-        limit = settings.otlp_max_body_bytes // (1024 * 1024)
-        raise InvalidRequest(f"The batch is larger than {limit} MiB; send smaller batches.")
     if not is_json and content_type not in (PROTOBUF, "application/protobuf", ""):
         raise InvalidRequest(
             f"Content-Type {content_type!r} is not OTLP; send {PROTOBUF} or application/json."
         )
     encoding = request.headers.get("content-encoding", "").lower().strip()
+    body = await _read_body(request, settings.otlp_max_body_bytes)
     gate = gate_of(request)
     if not gate.try_acquire() and not await run_in_threadpool(gate.acquire):
         return _busy(settings.otlp_retry_after)
@@ -164,7 +186,8 @@ def _store(
 
 
 def _price(records: list[SpanRecord], prices: PriceBook, project_id: str) -> None:
-    """A cost from the catalog's prices for model calls that came with tokens but no cost."""
+    """A cost from the catalog's prices for model calls that came with tokens but no cost
+    (or with one that `otlp` did not take, such as Infinity)."""
     for record in records:
         if record.cost is not None or record.model is None:
             continue
@@ -172,9 +195,12 @@ def _price(records: list[SpanRecord], prices: PriceBook, project_id: str) -> Non
             continue
         if record.input_tokens is None and record.output_tokens is None:
             continue
+        requested = record.attributes.get("gen_ai.request.model")  # a name only if text
         found = prices.prices(
-            project_id, record.model, record.attributes.get("gen_ai.request.model")
+            project_id, record.model, requested if isinstance(requested, str) else None
         )
         if found is not None:
-            record.cost = cost(found, record.input_tokens, record.output_tokens)
-            record.attributes["llmdeck.cost_source"] = "catalog"
+            priced = cost(found, record.input_tokens, record.output_tokens)
+            if math.isfinite(priced):  # a catalog price of 1e308 is no reason to break totals
+                record.cost = priced
+                record.attributes["llmdeck.cost_source"] = "catalog"
