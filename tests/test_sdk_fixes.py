@@ -133,3 +133,105 @@ def test_feedback_is_a_score_or_a_thumb_not_both(live_server: LiveServer, sdk) -
     assert sorted((f["kind"], f["score"]) for f in stored) == [("score", 0.8), ("thumbs", 0.0)]
     # Refused by the server: False, not an exception.
     assert llmdeck.feedback(trace_id, thumbs="sideways") is False
+
+
+# -- observe on generators ------------------------------------------------------------------
+
+
+def test_observe_follows_a_generator_over_its_iteration(live_server: LiveServer, sdk) -> None:
+    _configure(live_server)
+    inside: list[str | None] = []
+
+    @llmdeck.observe
+    def numbers(n: int) -> Iterator[int]:
+        for i in range(n):
+            with llmdeck.observe(f"step {i}"):
+                inside.append(llmdeck.current_trace_id())
+                time.sleep(0.02)
+            yield i
+
+    with llmdeck.observe("request") as root:
+        items = []
+        for item in numbers(3):
+            assert llmdeck.current_span() is root  # the caller keeps its own span
+            items.append(item)
+        assert items == [0, 1, 2]
+        stopped = numbers(5)
+        assert next(stopped) == 0
+        stopped.close()  # the app stops early: no error
+    assert llmdeck.flush(timeout=20)
+
+    spans = _trace(live_server, root.trace_id, 7)
+    assert inside == [root.trace_id] * 4
+    whole, early = sorted(
+        (s for s in spans if s["name"].endswith("numbers")), key=lambda s: s["started_at"]
+    )
+    for span in whole, early:
+        assert span["parent_span_id"] == root.span_id and span["status"] == "ok"
+    assert whole["latency_ms"] >= 60  # open from the first item to the last
+    assert json.loads(whole["output"]) == [0, 1, 2]
+    assert whole["attributes"]["llmdeck.yielded"] == 3
+    assert early["attributes"]["llmdeck.stopped_early"] is True
+    steps = [s for s in spans if s["name"].startswith("step")]
+    assert {s["parent_span_id"] for s in steps} == {whole["span_id"], early["span_id"]}
+
+
+def test_a_generator_keeps_send_throw_and_its_errors(sdk) -> None:
+    @llmdeck.observe
+    def running_total() -> Iterator[int]:
+        total = 0
+        while True:
+            try:
+                total += yield total
+            except KeyError:
+                total = 0
+
+    totals = running_total()
+    assert next(totals) == 0
+    assert totals.send(5) == 5 and totals.send(2) == 7
+    assert totals.throw(KeyError("reset")) == 0
+
+    @llmdeck.observe
+    def broken() -> Iterator[int]:
+        yield 1
+        raise ValueError("no more")
+
+    with pytest.raises(ValueError, match="no more"):
+        list(broken())
+
+
+def test_observe_follows_an_async_generator(live_server: LiveServer, sdk) -> None:
+    import asyncio
+
+    _configure(live_server)
+
+    @llmdeck.observe(name="tokens")
+    async def tokens(text: str):
+        for word in text.split():
+            await asyncio.sleep(0.02)
+            with llmdeck.observe("piece"):
+                pass
+            yield word + " "
+
+    async def app() -> tuple[str, Any]:
+        with llmdeck.observe("request") as root:
+            words = [w async for w in tokens("one two three")]
+            stopped = tokens("a b c d")
+            async for _ in stopped:
+                break
+            await stopped.aclose()
+            assert llmdeck.current_span() is root
+        return "".join(words), root
+
+    text, root = asyncio.run(app())
+    assert text == "one two three "
+    assert llmdeck.flush(timeout=20)
+    spans = _trace(live_server, root.trace_id, 7)
+    whole, early = sorted(
+        (s for s in spans if s["name"] == "tokens"), key=lambda s: s["started_at"]
+    )
+    assert whole["output"] == "one two three " and whole["latency_ms"] >= 60
+    assert early["status"] == "ok" and early["attributes"]["llmdeck.stopped_early"] is True
+    pieces = [s for s in spans if s["name"] == "piece"]
+    assert len(pieces) == 4
+    assert {p["parent_span_id"] for p in pieces} == {whole["span_id"], early["span_id"]}

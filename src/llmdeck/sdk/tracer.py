@@ -106,7 +106,12 @@ def exporter() -> Exporter | None:
 
 
 def flush(timeout: float = 10.0) -> bool:
-    """Send every finished span now; called at exit too."""
+    """Send every finished span now (called at exit too).
+
+    False if that took longer than `timeout`, or if any span was dropped since the last
+    flush: refused by the server (a wrong API key, say; the log says why), given up on
+    while the server stayed unreachable, or pushed out of a full queue.
+    """
     return _exporter.flush(timeout) if _exporter is not None else True
 
 
@@ -172,6 +177,10 @@ class observe:  # noqa: N801 - a decorator and context manager, named like one
 
     As a decorator it records the call's arguments as input and its return value as output
     (turned into JSON on the export thread); exceptions are recorded and re-raised untouched.
+    A generator or async generator function is observed over its whole iteration: the span
+    opens at the first item asked for and ends when the generator is exhausted, fails or is
+    closed (closing it early is no error: the span says `llmdeck.stopped_early`). Its
+    output is the items yielded, joined when they are all strings.
     """
 
     def __new__(cls, name: Any = None, **options: Any) -> Any:
@@ -254,6 +263,11 @@ class observe:  # noqa: N801 - a decorator and context manager, named like one
                     _scope.reset(token)
             except Exception:
                 log.exception("llmdeck: ending a span failed")
+
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            from llmdeck.sdk.generators import observe_generator  # it builds on this module
+
+            return observe_generator(func, name, kind, capture, scope)
 
         if inspect.iscoroutinefunction(func):
 
