@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -9,11 +10,15 @@ from functools import partial
 from typing import Any
 
 from llmdeck.catalog import service as catalog
-from llmdeck.core.errors import LLMDeckError
+from llmdeck.core.errors import LLMDeckError, UpstreamError
 from llmdeck.gateway.directory import Directory
+from llmdeck.gateway.limits import estimate_tokens
 from llmdeck.gateway.pipeline import Call, Next, Outcome, close_stream
 from llmdeck.providers.base import ChatChunk, ChatResult, EmbeddingResult, merge_tool_calls
 from llmdeck.tracing.writer import SpanRecord, TraceWriter
+
+# The finish reason of a stream whose reader stopped before the model's end.
+CLIENT_CLOSED = "client_closed"
 
 
 class Record:
@@ -40,12 +45,20 @@ class Record:
     async def _watch(
         self, call: Call, stream: AsyncIterator[ChatChunk]
     ) -> AsyncIterator[ChatChunk]:
-        """Pass the stream through, noting time to first token, and record when it ends."""
+        """Pass the stream through, noting time to first token, and record when it ends.
+
+        A reader that stops before the model's end (a client that closes the stream or goes
+        away: the stream is closed, or the task reading it cancelled) is no failure: the
+        span is ok, with what was generated, finish reason `client_closed` and
+        `stopped_by_client`, and the tokens spent so far (estimated when the upstream's
+        count never came, which is then said too).
+        """
         parts: list[str] = []
         tool_calls: list[dict[str, Any]] = []
         last = ChatChunk()
         ttft: float | None = None
         error: BaseException | None = None
+        stopped = False
         try:
             async for chunk in stream:
                 if ttft is None and (chunk.delta or chunk.tool_calls):
@@ -55,17 +68,28 @@ class Record:
                     merge_tool_calls(tool_calls, chunk.tool_calls)
                 last = chunk
                 yield chunk
+        except (GeneratorExit, asyncio.CancelledError):
+            # Closed at a yield, or cancelled while waiting for the model: the reader left.
+            # After the model's last chunk the answer was whole: an ordinary end.
+            stopped = last.finish_reason is None
+            raise
         except BaseException as exc:
             error = exc
             raise
         finally:
-            if error is None and last.finish_reason is None:
-                error = ConnectionAbortedError("The client closed the stream before its end.")
+            input_tokens, output_tokens = last.input_tokens or 0, last.output_tokens or 0
+            if stopped:
+                call.attributes["stopped_by_client"] = True
+                if not (input_tokens or output_tokens):  # the upstream's count never came
+                    input_tokens, output_tokens = _estimate_usage(call, parts)
+                    call.attributes["tokens_estimated"] = True
+            elif error is None and last.finish_reason is None:
+                error = UpstreamError("The model's stream ended without a finish reason.")
             result = ChatResult(
                 content="".join(parts),
-                finish_reason=last.finish_reason or "error",
-                input_tokens=last.input_tokens or 0,
-                output_tokens=last.output_tokens or 0,
+                finish_reason=CLIENT_CLOSED if stopped else (last.finish_reason or "error"),
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
                 tool_calls=tool_calls or None,
             )
             self._submit(call, result=result, ttft_ms=ttft, error=error)
@@ -160,7 +184,23 @@ class Resolve:
         return await next(call)
 
 
+def _estimate_usage(call: Call, parts: list[str]) -> tuple[int, int]:
+    """The tokens of a stream stopped before the upstream said how many it used.
+
+    The prompt is estimated as the limits stage reserves it (about 4 characters a token);
+    the output at 4 characters a token, and at least one a piece streamed (upstreams and
+    the bundled model stream a token or more per piece).
+    """
+    prompt = estimate_tokens(call, 0)[0]
+    pieces = sum(1 for part in parts if part)
+    characters = sum(len(part) for part in parts)
+    return prompt, max(pieces, -(-characters // 4))
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, LLMDeckError):
         return f"{error.error_type}: {error.message}"
+    if isinstance(error, asyncio.CancelledError):
+        # Its message can be a task's repr, which says nothing to whoever reads the trace.
+        return "cancelled: the call was stopped before it was answered."
     return f"{type(error).__name__}: {error}"
