@@ -5,6 +5,13 @@ the OpenTelemetry GenAI semantic conventions (`gen_ai.*`) and the OpenInference 
 (`llm.*`, `input.value`, `openinference.span.kind`, ...) into a `SpanRecord`. Protobuf is
 parsed by the generated classes of `opentelemetry-proto`; nothing is ever unpickled or
 evaluated.
+
+A sender's values are not trusted to be sane. Parsing caps every string (see `CONTENT_LIMIT`
+and `ATTRIBUTE_LIMIT`) and spells non-finite doubles as OTLP JSON does ("NaN", "Infinity"),
+so that every attribute stays valid JSON on both databases. Mapping takes a token count,
+cost or duration only when it is a finite, non-negative number the database can hold;
+anything else is left out of the span's figures and named in its `llmdeck.ignored`
+attribute, so one bad span neither fails its batch nor poisons a project's totals.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,24 +44,93 @@ class RawSpan:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
+# --- limits -----------------------------------------------------------------------------------
+
+# The longest string kept from one value, in characters (as OpenTelemetry's SDK attribute
+# limits count them); a longer one keeps its start and a marker saying how long it was.
+# Prompts and completions get 1 Mi characters: a long prompt (a 200k-token context is about
+# 800k characters) is kept whole, a runaway one does not become a 20 MB span. Other attributes
+# get 64 Ki characters, more than ids, names, tool schemas or a retrieved chunk need. Both are
+# far below the batch's own size limit (`otlp_max_body_bytes`). An input assembled from parts
+# (indexed messages, events, a structured attribute) may hold several long messages: it is
+# kept as is up to 4 Mi characters of JSON, and beyond that stored as its JSON text, capped.
+CONTENT_LIMIT = 1024 * 1024
+ATTRIBUTE_LIMIT = 64 * 1024
+INPUT_LIMIT = 4 * CONTENT_LIMIT
+# Attributes that carry prompt-sized text but stay in the span's attributes.
+_LONG_KEYS = frozenset(
+    (
+        "gen_ai.system_instructions",
+        "gen_ai.tool.definitions",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+    )
+)
+
+
+def _cap(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with a marker when it is longer."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [truncated by llmdeck from {len(text):,} characters]"
+
+
+def _limit_of(key: str) -> int:
+    """How long a string value of attribute `key` may be."""
+    if key in _CONTENT_KEYS or key in _LONG_KEYS or key.startswith(_INDEXED_PREFIXES):
+        return CONTENT_LIMIT
+    return ATTRIBUTE_LIMIT
+
+
+def _double(value: float) -> float | str:
+    """A finite double as is; NaN and infinities as OTLP JSON spells them.
+
+    JSON has no literal for them: stored as numbers they would be invalid JSON (PostgreSQL
+    refuses them, browsers cannot parse them)."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
 # --- protobuf ---------------------------------------------------------------------------------
 
 
-def _pb_value(value: Any) -> Any:
+def _pb_value(value: Any, kv: Any, limit: int) -> Any:
+    """The value of attribute `kv` (whose key sets the limit of strings when `limit` is 0)."""
     which = value.WhichOneof("value")
+    if which == "string_value":  # the usual case first
+        text = value.string_value
+        return text if len(text) <= ATTRIBUTE_LIMIT else _cap(text, limit or _limit_of(kv.key))
     if which is None:
         return None
+    if which == "double_value":
+        return _double(value.double_value)
     if which == "array_value":
-        return [_pb_value(v) for v in value.array_value.values]
+        return [_pb_value(v, kv, limit) for v in value.array_value.values]
     if which == "kvlist_value":
-        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+        return {item.key: _pb_value(item.value, kv, limit) for item in value.kvlist_value.values}
     if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
+        return _cap(base64.b64encode(value.bytes_value).decode(), limit or _limit_of(kv.key))
     return getattr(value, which)
 
 
-def _pb_attrs(attributes: Any) -> dict[str, Any]:
-    return {kv.key: _pb_value(kv.value) for kv in attributes}
+def _pb_attrs(attributes: Any, limit: int = 0) -> dict[str, Any]:
+    """Attributes as a dict; strings capped at `limit`, or by their key when it is 0."""
+    return {kv.key: _pb_value(kv.value, kv, limit) for kv in attributes}
+
+
+def _pb_ids(trace_id: str, span_id: str, parent: str) -> None:
+    """Refuses ids of the wrong size (in hex); empty ones are unset, and such spans skipped."""
+    for name, value, size in (
+        ("trace_id", trace_id, 16),
+        ("span_id", span_id, 8),
+        ("parent_span_id", parent, 8),
+    ):
+        if value and len(value) != size * 2:
+            raise InvalidRequest(
+                f"{name} is {len(value) // 2} bytes; OTLP ids of that kind are {size} bytes.",
+                param=name,
+            )
 
 
 def parse_protobuf(body: bytes) -> list[RawSpan]:
@@ -74,11 +152,16 @@ def parse_protobuf(body: bytes) -> list[RawSpan]:
         resource = _pb_attrs(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
+                trace_id = span.trace_id.hex()
+                span_id = span.span_id.hex()
+                parent = span.parent_span_id.hex()
+                if len(trace_id) != 32 or len(span_id) != 16 or len(parent) not in (0, 16):
+                    _pb_ids(trace_id, span_id, parent)
                 spans.append(
                     RawSpan(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex() or None,
+                        trace_id=trace_id,
+                        span_id=span_id,
+                        parent_span_id=parent or None,
                         name=span.name,
                         start_ns=span.start_time_unix_nano,
                         end_ns=span.end_time_unix_nano,
@@ -86,7 +169,10 @@ def parse_protobuf(body: bytes) -> list[RawSpan]:
                         status_message=span.status.message,
                         attributes=_pb_attrs(span.attributes),
                         resource=resource,
-                        events=[(e.name, _pb_attrs(e.attributes)) for e in span.events],
+                        # Events are read for their content only: prompt-sized throughout.
+                        events=[
+                            (e.name, _pb_attrs(e.attributes, CONTENT_LIMIT)) for e in span.events
+                        ],
                     )
                 )
     return spans
@@ -97,26 +183,81 @@ def parse_protobuf(body: bytes) -> list[RawSpan]:
 _JSON_SCALARS = ("stringValue", "boolValue", "intValue", "doubleValue", "bytesValue")
 
 
-def _json_value(value: dict[str, Any]) -> Any:
+def _unicode(value: str) -> str:
+    """`value` with any lone surrogate replaced: a "\\ud800" escape is valid JSON but not text,
+    and neither database nor a UTF-8 answer can hold one."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode(errors="replace").decode()
+    return value
+
+
+def _json_text(value: str, limit: int, key: str = "") -> str:
+    """A JSON string as text, capped at `limit` (by `key` when 0)."""
+    value = _unicode(value)
+    if len(value) <= ATTRIBUTE_LIMIT:
+        return value
+    return _cap(value, limit or _limit_of(key))
+
+
+def _json_value(value: Any, key: str, limit: int) -> Any:
     if not isinstance(value, dict):
         return None
     if "arrayValue" in value:
-        return [_json_value(v) for v in (value["arrayValue"] or {}).get("values", [])]
+        values = (value["arrayValue"] or {}).get("values", [])
+        return [_json_value(v, key, limit) for v in values]
     if "kvlistValue" in value:
-        return _json_attrs((value["kvlistValue"] or {}).get("values", []))
-    for key in _JSON_SCALARS:
-        if key in value:
-            raw = value[key]
-            if key == "intValue":  # int64 is a string in OTLP JSON
-                return int(raw)
-            if key == "doubleValue":
-                return float(raw)
+        return _json_attrs((value["kvlistValue"] or {}).get("values", []), limit or _limit_of(key))
+    for name in _JSON_SCALARS:
+        if name in value:
+            raw = value[name]
+            if isinstance(raw, str):
+                return _json_scalar(name, raw, key, limit)
+            if isinstance(raw, float):  # json.loads reads NaN and Infinity literals too
+                return int(raw) if name == "intValue" and raw.is_integer() else _double(raw)
+            if isinstance(raw, (dict, list)):  # not a scalar: kept as its JSON text
+                return _json_text(json.dumps(raw), limit, key)
             return raw
     return None
 
 
-def _json_attrs(attributes: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {kv["key"]: _json_value(kv.get("value") or {}) for kv in attributes or []}
+def _json_scalar(name: str, raw: str, key: str, limit: int) -> Any:
+    """A scalar written as a JSON string. A number that does not parse stays text (mapping
+    then ignores it where a number was expected) rather than failing the batch."""
+    if name == "intValue":  # int64 is a string in OTLP JSON
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    elif name == "doubleValue":  # "NaN" and "Infinity" are valid protobuf-JSON doubles
+        try:
+            return _double(float(raw))
+        except ValueError:
+            pass
+    return _json_text(raw, limit, key)
+
+
+def _json_attrs(attributes: list[dict[str, Any]] | None, limit: int = 0) -> dict[str, Any]:
+    """Attributes as a dict; strings capped at `limit`, or by their key when it is 0."""
+    found = {}
+    for kv in attributes or []:
+        key = kv["key"]
+        key = _unicode(key if isinstance(key, str) else str(key))
+        found[key] = _json_value(kv.get("value"), key, limit)
+    return found
+
+
+def _json_time(value: Any, field_name: str) -> int:
+    """A fixed64 nanosecond timestamp: a string or a number from 0 to 2^64 - 1."""
+    ns = int(value or 0)
+    if not 0 <= ns < 2**64:
+        raise InvalidRequest(
+            f"{field_name} {str(value)[:40]!r} is not a time in nanoseconds since 1970.",
+            param=field_name,
+        )
+    return ns
 
 
 def _json_id(value: str | None, size: int, field: str) -> str | None:
@@ -160,15 +301,18 @@ def parse_json(body: bytes) -> list[RawSpan]:
                             trace_id=_json_id(span["traceId"], 16, "traceId") or "",
                             span_id=_json_id(span["spanId"], 8, "spanId") or "",
                             parent_span_id=_json_id(span.get("parentSpanId"), 8, "parentSpanId"),
-                            name=span.get("name") or "span",
-                            start_ns=int(span.get("startTimeUnixNano") or 0),
-                            end_ns=int(span.get("endTimeUnixNano") or 0),
+                            name=_unicode(str(span.get("name") or "span")),
+                            start_ns=_json_time(span.get("startTimeUnixNano"), "startTimeUnixNano"),
+                            end_ns=_json_time(span.get("endTimeUnixNano"), "endTimeUnixNano"),
                             status_code=int(code),
-                            status_message=status.get("message") or "",
+                            status_message=_unicode(str(status.get("message") or "")),
                             attributes=_json_attrs(span.get("attributes")),
                             resource=resource,
                             events=[
-                                (e.get("name") or "", _json_attrs(e.get("attributes")))
+                                (
+                                    str(e.get("name") or ""),
+                                    _json_attrs(e.get("attributes"), CONTENT_LIMIT),
+                                )
                                 for e in span.get("events") or []
                             ],
                         )
@@ -176,7 +320,8 @@ def parse_json(body: bytes) -> list[RawSpan]:
         return spans
     except InvalidRequest:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError):
+    # RecursionError: nesting deeper than Python's stack; OverflowError: a huge number.
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError):
         raise InvalidRequest(
             "The body is not an OTLP ExportTraceServiceRequest in JSON.", param="body"
         ) from None
@@ -205,25 +350,100 @@ _INDEXED_PREFIXES = (
 )
 
 
-def _as_int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+# --- figures ----------------------------------------------------------------------------------
+
+# A token count is stored in an INTEGER column, 32-bit on PostgreSQL.
+_MAX_COUNT = 2**31 - 1
+# No model call costs a million dollars: a bigger figure is a unit or encoding slip, and left
+# in it would swamp the project's totals (or overflow their sum to infinity).
+_MAX_COST = 1_000_000.0
+# The longest an OTLP span can last (its times are unsigned 64-bit nanoseconds).
+_MAX_MS = 2**64 / 1e6
 
 
-def _as_float(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+class _Invalid(ValueError):
+    """A figure llmdeck does not take; the message says why, for `llmdeck.ignored`."""
+
+
+def _shown(value: Any) -> str:
+    """A value as it arrived, short, for a message."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+def _number(value: Any) -> int | float:
+    """An attribute as a finite number: an int, a double, or text that spells one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Invalid(f"{_shown(value)} is not a number")
+    number = value
+    if isinstance(number, str):
+        try:
+            number = int(number)
+        except ValueError:
+            try:
+                number = float(number)
+            except ValueError:
+                raise _Invalid(f"{_shown(value)} is not a number") from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise _Invalid(f"{_shown(value)} is not a finite number")
+    return number
+
+
+def _count(value: Any) -> int:
+    """A token count: a whole number from 0 to the largest the database holds."""
+    if type(value) is int and 0 <= value <= _MAX_COUNT:  # the usual case, quickly
+        return value
+    number = _number(value)
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise _Invalid(f"{_shown(value)} is not a whole number")
+        number = int(number)
+    if number < 0:
+        raise _Invalid(f"{_shown(value)} is negative")
+    if number > _MAX_COUNT:
+        raise _Invalid(f"{_shown(value)} is more than {_MAX_COUNT}")
+    return number
+
+
+def _amount(value: Any, maximum: float) -> float:
+    """A cost or duration: a finite number from 0 to `maximum`."""
+    number = _number(value)
+    if number < 0:
+        raise _Invalid(f"{_shown(value)} is negative")
+    if number > maximum:
+        raise _Invalid(f"{_shown(value)} is more than {maximum:g}")
+    return float(number)
+
+
+def _cost(value: Any) -> float:
+    return _amount(value, _MAX_COST)
+
+
+def _milliseconds(value: Any) -> float:
+    return _amount(value, _MAX_MS)
+
+
+def _seconds(value: Any) -> float:
+    return _amount(value, _MAX_MS / 1000)
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 reads as infinity
+        raise ValueError(text)
+    return number
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(text)
 
 
 def _maybe_json(value: Any) -> Any:
+    """JSON text parsed, when it is a JSON array or object of finite numbers; else as is."""
     if isinstance(value, str) and value[:1] in ("[", "{"):
         try:
-            return json.loads(value)
-        except ValueError:
+            return json.loads(value, parse_float=_finite, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
             return value
     return value
 
@@ -281,7 +501,29 @@ def _text(value: Any) -> str | None:
         content = value[0].get("content")
         if isinstance(content, str):
             return content
-    return json.dumps(value, default=str)
+    # Text came capped from the parser; what is made here is capped here.
+    return _cap(json.dumps(value, default=str), CONTENT_LIMIT)
+
+
+def _plain(value: Any, size: int) -> str:
+    """A short text column's value: at most `size` characters."""
+    return _no_nul((value if isinstance(value, str) else str(value))[:size])
+
+
+def _no_nul(text: str) -> str:
+    """`text` without NUL, which PostgreSQL text cannot hold (ingest replaces those in JSON
+    columns)."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _bounded(value: Any) -> Any:
+    """An input assembled from parts, within `INPUT_LIMIT`: else its JSON text, capped.
+
+    Text needs no check: every string was capped when parsed."""
+    if value is None or isinstance(value, str):
+        return value
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return value if len(text) <= INPUT_LIMIT else _cap(text, INPUT_LIMIT)
 
 
 def _kind(attrs: dict[str, Any], model: Any) -> str:
@@ -333,45 +575,75 @@ _FIELDS: dict[str, tuple[int, int]] = {
 _NO_RANK = len(max(_FIELD_KEYS, key=len))
 
 
-def _read(attrs: dict[str, Any]) -> tuple[list[Any], list[str]]:
-    """The value of each field slot, and the content keys to move out of the attributes."""
+# How each numeric field is read; a value that fails is ignored and noted.
+_CHECK_OF: dict[int, Callable[[Any], Any]] = {
+    _IN_TOKENS: _count,
+    _OUT_TOKENS: _count,
+    _COST: _cost,
+    _TTFT: _milliseconds,
+    _TTFT_S: _seconds,
+}
+_CHECKS = tuple(_CHECK_OF.get(slot) for slot in range(len(_FIELD_KEYS)))
+
+
+def _read(attrs: dict[str, Any]) -> tuple[list[Any], list[str], dict[str, str] | None]:
+    """The value of each field slot, the keys to move out of the attributes (content, and
+    names too long to keep), and the values ignored (by key, with the reason)."""
     found: list[Any] = [None] * len(_FIELD_KEYS)
     ranks = [_NO_RANK] * len(_FIELD_KEYS)
     content: list[str] = []
-    fields = _FIELDS
+    ignored: dict[str, str] | None = None
+    fields, checks = _FIELDS, _CHECKS
     for key, value in attrs.items():
         slot = fields.get(key)
         if slot is None:
             if key.startswith(_INDEXED_PREFIXES):
                 content.append(key)
+            elif len(key) > ATTRIBUTE_LIMIT:  # dropped, as no name is ever that long
+                content.append(key)
+                ignored = ignored or {}
+                ignored[_cap(key, 100)] = "an attribute name this long is not kept"
             continue
         index, rank = slot
         if index >= _INPUT:
             content.append(key)
-        if value is not None and value != "" and rank < ranks[index]:
+        if value is None or value == "":
+            continue
+        check = checks[index]
+        if check is not None:  # every one is checked, so that each bad one is noted
+            try:
+                value = check(value)
+            except _Invalid as reason:
+                ignored = ignored or {}
+                ignored[key] = str(reason)
+                continue
+        if rank < ranks[index]:
             found[index] = value
             ranks[index] = rank
-    return found, content
+    return found, content, ignored
 
 
 def to_record(raw: RawSpan, *, project_id: str, api_key_id: str | None) -> SpanRecord:
     """One OTLP span as an llmdeck span, following GenAI and OpenInference conventions."""
     attrs = raw.attributes
-    found, content = _read(attrs)
+    found, content, ignored = _read(attrs)
     model = found[_MODEL]
     provider = found[_PROVIDER]
     ev_prompt, ev_completion, ev_error = _event_content(raw.events) if raw.events else (None,) * 3
     indexed = len(content) > sum(1 for k in content if k in _CONTENT_KEYS)
     prompt = found[_INPUT]
-    prompt = _maybe_json(prompt) if prompt is not None else None
-    if prompt is None:
-        prompt = (
-            indexed
-            and (
-                _indexed_messages(attrs, "gen_ai.prompt.")
-                or _indexed_messages(attrs, "llm.input_messages.")
-            )
-        ) or ev_prompt
+    if isinstance(prompt, str):
+        prompt = _maybe_json(prompt)  # text was capped when parsed
+    else:
+        if prompt is None:
+            prompt = (
+                indexed
+                and (
+                    _indexed_messages(attrs, "gen_ai.prompt.")
+                    or _indexed_messages(attrs, "llm.input_messages.")
+                )
+            ) or ev_prompt
+        prompt = _bounded(prompt)
     completion = found[_OUTPUT]
     completion = _maybe_json(completion) if completion is not None else None
     if completion is None:
@@ -382,6 +654,7 @@ def to_record(raw: RawSpan, *, project_id: str, api_key_id: str | None) -> SpanR
                 or _indexed_messages(attrs, "llm.output_messages.")
             )
         ) or ev_completion
+    output = _text(completion)
     # The attribute dict is this span's own (made by the parser): content moves out of it.
     kept = attrs
     for key in content:
@@ -391,12 +664,20 @@ def to_record(raw: RawSpan, *, project_id: str, api_key_id: str | None) -> SpanR
     if service:
         kept["service.name"] = service
     error = raw.status_message or ev_error if raw.status_code == 2 else None
-    ttft = _as_float(found[_TTFT])
-    if ttft is None and (seconds := _as_float(found[_TTFT_S])):
+    ttft = found[_TTFT]
+    if ttft is None and (seconds := found[_TTFT_S]) is not None:
         ttft = seconds * 1000
     start_ns = raw.start_ns
     end_ns = raw.end_ns or start_ns
     started = _time(start_ns)
+    latency: float | None = (end_ns - start_ns) / 1e6
+    ended = _time(end_ns) if end_ns != start_ns else started
+    if end_ns < start_ns:  # a clock that went back: no duration rather than a made-up one
+        latency = ended = None
+        ignored = ignored or {}
+        ignored["endTimeUnixNano"] = f"{end_ns} is before startTimeUnixNano {start_ns}"
+    if ignored:
+        kept["llmdeck.ignored"] = ignored
     session = found[_SESSION]
     user = found[_USER]
     tags = found[_TAGS]
@@ -406,23 +687,23 @@ def to_record(raw: RawSpan, *, project_id: str, api_key_id: str | None) -> SpanR
         span_id=raw.span_id,
         parent_span_id=raw.parent_span_id,
         api_key_id=api_key_id,
-        name=(raw.name or "span")[:200],
-        kind=_kind(attrs, model),
-        model=str(model)[:200] if model is not None else None,
-        provider=str(provider)[:50] if provider is not None else None,
+        name=_plain(raw.name or "span", 200),
+        kind=_plain(_kind(attrs, model), 20),
+        model=_plain(model, 200) if model is not None else None,
+        provider=_plain(provider, 50) if provider is not None else None,
         input=prompt,
-        output=_text(completion),
-        input_tokens=_as_int(found[_IN_TOKENS]),
-        output_tokens=_as_int(found[_OUT_TOKENS]),
-        cost=_as_float(found[_COST]),
-        latency_ms=max(0.0, (end_ns - start_ns) / 1e6),
+        output=_no_nul(output) if output is not None else None,
+        input_tokens=found[_IN_TOKENS],
+        output_tokens=found[_OUT_TOKENS],
+        cost=found[_COST],
+        latency_ms=latency,
         ttft_ms=ttft,
         status="error" if raw.status_code == 2 else "ok",
-        error=str(error) if error else None,
+        error=_no_nul(_cap(str(error), ATTRIBUTE_LIMIT)) if error else None,
         attributes=kept,
         started_at=started,
-        ended_at=_time(end_ns) if end_ns != start_ns else started,
-        session_id=str(session)[:200] if session is not None else None,
-        user_id=str(user)[:200] if user is not None else None,
+        ended_at=ended,
+        session_id=_plain(session, 200) if session is not None else None,
+        user_id=_plain(user, 200) if user is not None else None,
         tags=_tags(tags) if tags is not None else None,
     )
