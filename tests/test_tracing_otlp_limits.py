@@ -25,7 +25,8 @@ from llmdeck.core.settings import Settings
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ApiKeyCreate
 from llmdeck.tracing.otlp import ATTRIBUTE_LIMIT, CONTENT_LIMIT
-from tests.test_tracing_otlp import _kv
+from tests.conftest import LiveServer
+from tests.test_tracing_otlp import _kv, _otel_provider
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PRICES = (0.15, 0.60)  # gpt-4o-mini, dollars per million input / output tokens
@@ -513,3 +514,133 @@ def test_long_values_over_protobuf_and_a_long_assembled_input(api: TestClient) -
     assert span["input"].startswith('[{"role": "user", "content": "mmm')
     assert span["input"].endswith(" characters]")
     assert len(span["input"]) < 4 * CONTENT_LIMIT + 100
+
+
+def _event_span(span_id: str, events: list[tuple[str, dict[str, dict]]]) -> dict[str, Any]:
+    span = _json_span(span_id, {**MODEL})
+    span["events"] = [
+        {
+            "name": name,
+            "timeUnixNano": span["startTimeUnixNano"],
+            "attributes": [{"key": k, "value": v} for k, v in attrs.items()],
+        }
+        for name, attrs in events
+    ]
+    return span
+
+
+def test_genai_events_in_every_spelling_give_input_and_output(api: TestClient) -> None:
+    text = lambda value: {"stringValue": value}  # noqa: E731
+    kvlist = lambda **kw: {  # noqa: E731
+        "kvlistValue": {"values": [{"key": k, "value": v} for k, v in kw.items()]}
+    }
+    shapes = {
+        # The Python SDK: event attributes cannot be maps, so the message is JSON text.
+        "00000000000000a1": [
+            ("gen_ai.user.message", {"body": text(json.dumps({"content": "2+2?"}))}),
+            ("gen_ai.choice", {"message": text(json.dumps({"role": "assistant", "content": "4"}))}),
+        ],
+        # The whole choice body as JSON text, message inside.
+        "00000000000000a2": [
+            ("gen_ai.user.message", {"content": text("hi")}),
+            (
+                "gen_ai.choice",
+                {"body": text(json.dumps({"index": 0, "message": {"content": "hello"}}))},
+            ),
+        ],
+        # Flattened keys, and a map (OTLP can carry one).
+        "00000000000000a3": [
+            ("gen_ai.system.message", {"message.content": text("be brief")}),
+            ("gen_ai.choice", {"message.content": text("ok"), "index": {"intValue": "0"}}),
+        ],
+        "00000000000000a4": [
+            ("gen_ai.user.message", {"content": text("x")}),
+            ("gen_ai.choice", {"message": kvlist(content=text("y"))}),
+        ],
+        # The message's fields themselves; a plain string message.
+        "00000000000000a5": [("gen_ai.choice", {"content": text("plain")})],
+        "00000000000000a6": [("gen_ai.choice", {"message": text("just text")})],
+        # A tool call instead of text, and the tool's answer in the next prompt.
+        "00000000000000a7": [
+            ("gen_ai.assistant.message", {"tool_calls": text('[{"id": "c1"}]')}),
+            ("gen_ai.tool.message", {"content": text("sunny"), "id": text("c1")}),
+            (
+                "gen_ai.choice",
+                {"message": text(json.dumps({"tool_calls": [{"id": "c2", "type": "function"}]}))},
+            ),
+        ],
+    }
+    response = _post_json(api, *(_event_span(i, events) for i, events in shapes.items()))
+    assert response.status_code == 200, response.text
+    spans = _spans(api)
+    outputs = {span_id: span["output"] for span_id, span in spans.items()}
+    assert outputs == {
+        "00000000000000a1": "4",
+        "00000000000000a2": "hello",
+        "00000000000000a3": "ok",
+        "00000000000000a4": "y",
+        "00000000000000a5": "plain",
+        "00000000000000a6": "just text",
+        "00000000000000a7": '{"tool_calls": [{"id": "c2", "type": "function"}]}',
+    }
+    assert spans["00000000000000a1"]["input"] == {"role": "user", "content": "2+2?"}
+    assert spans["00000000000000a3"]["input"] == {"role": "system", "content": "be brief"}
+    assert spans["00000000000000a7"]["input"] == [
+        {"role": "assistant", "content": None, "tool_calls": '[{"id": "c1"}]'},
+        {"role": "tool", "content": "sunny", "id": "c1"},
+    ]
+
+
+def test_output_messages_in_parts_read_as_their_text(api: TestClient) -> None:
+    """gen_ai.output.messages of the current conventions: a message's text is in its parts."""
+    messages = [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "Hello, "}, {"type": "text", "content": "you"}],
+            "finish_reason": "stop",
+        }
+    ]
+    response = _post_json(
+        api,
+        _json_span(
+            "00000000000000b1", {"gen_ai.output.messages": {"stringValue": json.dumps(messages)}}
+        ),
+    )
+    assert response.status_code == 200, response.text
+    (span,) = _spans(api).values()
+    assert span["output"] == "Hello, you"
+
+
+@pytest.mark.slow
+def test_official_otel_sdk_choice_events_and_bad_figures(live_server: LiveServer) -> None:
+    """What the OpenTelemetry Python SDK sends: JSON-string event messages, inf, -1, 2 MB."""
+    provider = _otel_provider(f"{live_server.url}/v1/traces", live_server.master_key)
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("chat gpt-4o-mini") as span:
+        span.set_attribute("gen_ai.operation.name", "chat")
+        span.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+        span.set_attribute("gen_ai.usage.cost", float("inf"))
+        span.set_attribute("gen_ai.usage.input_tokens", -100)
+        span.set_attribute("gen_ai.usage.output_tokens", 3)
+        span.set_attribute("big", "z" * (2 * 1024 * 1024))
+        span.add_event("gen_ai.user.message", {"content": "What is 2+2?"})
+        span.add_event("gen_ai.choice", {"message": json.dumps({"content": "4"}), "index": 0})
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    provider.shutdown()  # SimpleSpanProcessor: exported (and acknowledged) by now
+    with live_server.client() as http:
+        (stored,) = _strict(http.get(f"/api/traces/{trace_id}").content)["spans"]
+        summary = http.get("/api/monitoring/summary", params={"window": "1h"})
+    assert stored["output"] == "4"
+    assert stored["input"] == {"role": "user", "content": "What is 2+2?"}
+    assert (stored["input_tokens"], stored["output_tokens"]) == (None, 3)
+    assert stored["cost"] is None  # no catalog price for it on this server
+    assert stored["attributes"]["llmdeck.ignored"] == {
+        "gen_ai.usage.cost": "'Infinity' is not a finite number",
+        "gen_ai.usage.input_tokens": "-100 is negative",
+    }
+    assert stored["attributes"]["big"].endswith(
+        "… [truncated by llmdeck from 2,097,152 characters]"
+    )
+    assert summary.status_code == 200
+    cost = _strict(summary.content)["cost"]
+    assert cost is not None and cost >= 0

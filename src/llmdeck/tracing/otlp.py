@@ -464,6 +464,40 @@ def _indexed_messages(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]
     return [found[i] for i in sorted(found)]
 
 
+# The per-message events of the GenAI conventions, and the role each stands for.
+_MESSAGE_EVENTS = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+
+
+def _event_message(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The message a GenAI message or choice event carries, however the sender spelled it.
+
+    The conventions define it as the event's body (`content`, `role`, `tool_calls`, `id`; a
+    `gen_ai.choice` body holds it under `message`, beside `index` and `finish_reason`). On a
+    span event it arrives as attributes: a `body` or `message` map, the same as JSON text (the
+    only way where event attributes cannot be maps, as in the Python SDK), flattened keys
+    (`message.content`), or the fields themselves (`content`). Later forms win."""
+    message: dict[str, Any] = {}
+    for key in ("body", "message"):
+        value = _maybe_json(attrs.get(key))
+        if isinstance(value, dict):
+            inner = _maybe_json(value.get("message"))
+            message.update(inner if isinstance(inner, dict) else value)
+        elif value is not None:
+            message["content"] = value
+    for key, value in attrs.items():
+        if key.startswith("message."):
+            message[key[8:]] = value
+    for key in ("content", "role", "tool_calls", "id"):
+        if key in attrs:
+            message[key] = attrs[key]
+    return message
+
+
 def _event_content(events: list[tuple[str, dict[str, Any]]]) -> tuple[Any, Any, str | None]:
     """Prompt, completion and exception message carried in span events."""
     prompt: list[Any] = []
@@ -474,13 +508,22 @@ def _event_content(events: list[tuple[str, dict[str, Any]]]) -> tuple[Any, Any, 
             prompt.append(_maybe_json(attrs.get("gen_ai.prompt")))
         elif name == "gen_ai.content.completion":
             completion.append(_maybe_json(attrs.get("gen_ai.completion")))
-        elif name in ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message"):
-            role = name.split(".")[1]
-            prompt.append({"role": role, "content": attrs.get("content", attrs.get("body"))})
+        elif name in _MESSAGE_EVENTS:
+            message = _event_message(attrs)
+            entry = {
+                "role": message.get("role") or _MESSAGE_EVENTS[name],
+                "content": message.get("content"),
+            }
+            for key in ("tool_calls", "id"):
+                if message.get(key) is not None:
+                    entry[key] = message[key]
+            prompt.append(entry)
         elif name == "gen_ai.choice":
-            message = attrs.get("message")
-            content = message.get("content") if isinstance(message, dict) else None
-            completion.append(content or attrs.get("content") or attrs.get("body"))
+            message = _event_message(attrs)
+            content = message.get("content")
+            if (content is None or content == "") and message.get("tool_calls"):
+                content = {"tool_calls": message["tool_calls"]}  # a call instead of text
+            completion.append(content if content != "" else None)
         elif name == "gen_ai.client.inference.operation.details":
             prompt.append(_maybe_json(attrs.get("gen_ai.input.messages")))
             completion.append(_maybe_json(attrs.get("gen_ai.output.messages")))
@@ -492,17 +535,30 @@ def _event_content(events: list[tuple[str, dict[str, Any]]]) -> tuple[Any, Any, 
 
 
 def _text(value: Any) -> str | None:
-    """An output column value: text as is, anything structured as JSON."""
+    """An output column value: text as is, one message as its text, anything else as JSON."""
     if value is None:
         return None
     if isinstance(value, str):
         return value
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
-        content = value[0].get("content")
+        message = value[0]
+        content = message.get("content")
         if isinstance(content, str):
             return content
+        # gen_ai.output.messages: {"role", "parts": [{"type": "text", "content"}, ...]}.
+        parts = message.get("parts")
+        if isinstance(parts, list) and parts and all(_is_text_part(p) for p in parts):
+            return _cap("".join(p["content"] for p in parts), CONTENT_LIMIT)
     # Text came capped from the parser; what is made here is capped here.
     return _cap(json.dumps(value, default=str), CONTENT_LIMIT)
+
+
+def _is_text_part(part: Any) -> bool:
+    return (
+        isinstance(part, dict)
+        and part.get("type") == "text"
+        and isinstance(part.get("content"), str)
+    )
 
 
 def _plain(value: Any, size: int) -> str:
