@@ -235,3 +235,95 @@ def test_observe_follows_an_async_generator(live_server: LiveServer, sdk) -> Non
     pieces = [s for s in spans if s["name"] == "piece"]
     assert len(pieces) == 4
     assert {p["parent_span_id"] for p in pieces} == {whole["span_id"], early["span_id"]}
+
+
+# -- openai streams the app stops reading ---------------------------------------------------
+
+
+def _call_spans(spans: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The SDK's span of a call and the gateway's (its child)."""
+    (app,) = [s for s in spans if s["kind"] == "llm" and s["attributes"].get("llmdeck.gateway")]
+    (gateway,) = [s for s in spans if s["attributes"].get("source") == "gateway"]
+    assert gateway["parent_span_id"] == app["span_id"]
+    return app, gateway
+
+
+@pytest.mark.slow
+def test_a_stream_the_app_closes_after_two_chunks(live_server: LiveServer, sdk) -> None:
+    import openai
+
+    _configure(live_server)
+    assert llmdeck.instrument_openai()
+    client = openai.OpenAI(
+        base_url=f"{live_server.url}/v1", api_key=live_server.master_key, max_retries=0
+    )
+    with llmdeck.observe("request") as root:
+        stream = client.chat.completions.create(
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "Count from one to twenty in words."}],
+            max_tokens=20,
+            stream=True,
+        )
+        received = []
+        for i, chunk in enumerate(stream):
+            received.append(chunk.choices[0].delta.content or "")
+            if i == 2:
+                break
+        stream.close()
+    assert llmdeck.flush(timeout=20)
+
+    app, gateway = _call_spans(_trace(live_server, root.trace_id, 3))
+    text = "".join(received)
+    assert text
+    # The app's span: no error, what the app read, and that it stopped.
+    assert app["status"] == "ok" and app["error"] is None
+    assert app["output"] == text
+    assert app["attributes"]["llmdeck.stopped_early"] is True
+    # The gateway's: no error either, what it generated and the tokens it spent on it.
+    assert gateway["status"] == "ok" and gateway["error"] is None
+    assert gateway["output"].startswith(text)
+    assert gateway["attributes"]["finish_reason"] == "client_closed"
+    assert gateway["attributes"]["stopped_by_client"] is True
+    assert gateway["input_tokens"] > 0 and gateway["output_tokens"] >= 2
+
+
+def test_an_async_stream_left_inside_async_with(live_server: LiveServer, upstream, sdk) -> None:
+    import asyncio
+
+    import openai
+
+    with live_server.client() as http:
+        alias = f"up-{upstream.url.split(':')[-1].split('/')[0]}"
+        created = http.post(
+            "/api/models", json={"alias": alias, "upstream_name": "m", "base_url": upstream.url}
+        )
+        assert created.status_code == 201, created.text
+    upstream.script.append({"kind": "stall", "after": 2})  # two words, then nothing
+    _configure(live_server)
+    assert llmdeck.instrument_openai()
+
+    async def app() -> tuple[str, Any]:
+        client = openai.AsyncOpenAI(
+            base_url=f"{live_server.url}/v1", api_key=live_server.master_key, max_retries=0
+        )
+        received = []
+        with llmdeck.observe("request") as root:
+            stream = await client.chat.completions.create(
+                model=alias, messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+            async with stream:
+                async for chunk in stream:
+                    received.append(chunk.choices[0].delta.content or "")
+                    if len(received) == 3:
+                        break
+        await client.close()
+        return "".join(received), root
+
+    text, root = asyncio.run(app())
+    assert text == "Hello from "
+    assert llmdeck.flush(timeout=20)
+    app_span, gateway = _call_spans(_trace(live_server, root.trace_id, 3))
+    assert app_span["status"] == "ok" and app_span["output"] == text
+    assert app_span["attributes"]["llmdeck.stopped_early"] is True
+    assert gateway["status"] == "ok" and gateway["output"] == text
+    assert gateway["attributes"]["finish_reason"] == "client_closed"

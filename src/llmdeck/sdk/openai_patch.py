@@ -3,13 +3,16 @@
 `instrument_openai()` wraps `chat.completions.create` of the sync and async clients once,
 process-wide. Each call becomes an `llm` span, nested under the current `observe` span, with
 the GenAI attributes: system, request and response model, tokens, messages and the answer;
-streams are followed to their end, with the time to first token. Each request carries a W3C
+streams are followed to their end, with the time to first token. A stream the app stops
+reading and closes (or drops) early is no error: its span has what was read and says
+`llmdeck.stopped_early`. Each request carries a W3C
 `traceparent` header naming that span, so the llmdeck gateway (or any traced server) records
 its own spans as children of it: one trace from the app through the gateway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -115,7 +118,8 @@ class _StreamState:
         except Exception:
             pass
 
-    def done(self, error: BaseException | None) -> None:
+    def done(self, error: BaseException | None, *, stopped: bool = False) -> None:
+        """End the span once: at the stream's end, on its error, or when the app stops."""
         span = self.span
         if span is None:
             return
@@ -129,60 +133,99 @@ class _StreamState:
                 span.attributes["gen_ai.usage.output_tokens"] = self.usage.completion_tokens
             if self.first is not None:
                 span.attributes["llmdeck.ttft_ms"] = (self.first - span.start_ns) / 1e6
+            if stopped:
+                span.attributes["llmdeck.stopped_early"] = True
             end_span(span, error)
         except Exception:
             log.exception("llmdeck: ending an openai stream span failed")
 
 
-class _SyncStream:
-    """Passes the stream through, chunk by chunk, and ends the span when it is exhausted."""
+class _Stream:
+    """What the sync and async wrappers share: the wrapped stream's other attributes."""
+
+    _stream: Any
+    _state: _StreamState
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __del__(self) -> None:
+        # Dropped unfinished, without close(): the app stopped reading it.
+        state = self.__dict__.get("_state")
+        if state is not None:
+            state.done(None, stopped=True)
+
+
+class _SyncStream(_Stream):
+    """Passes the stream through, chunk by chunk, and ends the span when it is exhausted,
+    fails, or is closed. An iterator (as openai's Stream is), not a generator: a loop the
+    app breaks out of leaves the span open until the stream is closed or read on."""
 
     def __init__(self, stream: Any, state: _StreamState):
         self._stream = stream
         self._state = state
+        self._chunks = iter(stream)
 
-    def __iter__(self):
+    def __iter__(self) -> _SyncStream:
+        return self
+
+    def __next__(self) -> Any:
         try:
-            for chunk in self._stream:
-                self._state.see(chunk)
-                yield chunk
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._state.done(None)
+            raise
         except BaseException as exc:
             self._state.done(exc)
             raise
-        self._state.done(None)
+        self._state.see(chunk)
+        return chunk
 
-    def __enter__(self):
+    def __enter__(self) -> _SyncStream:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def close(self) -> None:
-        self._state.done(None)
+        self._state.done(None, stopped=True)  # nothing left to do if it ended already
         close = getattr(self._stream, "close", None)
         if close:
             close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
+class _AsyncStream(_Stream):
+    def __init__(self, stream: Any, state: _StreamState):
+        self._stream = stream
+        self._state = state
+        self._chunks = aiter(stream)
 
-class _AsyncStream(_SyncStream):
-    async def __aiter__(self):
+    def __aiter__(self) -> _AsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
         try:
-            async for chunk in self._stream:
-                self._state.see(chunk)
-                yield chunk
+            chunk = await anext(self._chunks)
+        except StopAsyncIteration:
+            self._state.done(None)
+            raise
+        except asyncio.CancelledError:  # the app's task stopped waiting for the stream
+            self._state.done(None, stopped=True)
+            raise
         except BaseException as exc:
             self._state.done(exc)
             raise
-        self._state.done(None)
+        self._state.see(chunk)
+        return chunk
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> _AsyncStream:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        self._state.done(None)
+        await self.close()
+
+    async def close(self) -> None:
+        self._state.done(None, stopped=True)
         close = getattr(self._stream, "close", None)
         if close:
             await close()
