@@ -287,17 +287,23 @@ def test_a_stream_the_app_closes_after_two_chunks(live_server: LiveServer, sdk) 
     assert gateway["input_tokens"] > 0 and gateway["output_tokens"] >= 2
 
 
+def _upstream_model(server: LiveServer, upstream) -> str:
+    """A model on the scripted upstream, by a new alias."""
+    alias = f"up-{upstream.url.split(':')[-1].split('/')[0]}"
+    with server.client() as http:
+        created = http.post(
+            "/api/models", json={"alias": alias, "upstream_name": "m", "base_url": upstream.url}
+        )
+        assert created.status_code == 201, created.text
+    return alias
+
+
 def test_an_async_stream_left_inside_async_with(live_server: LiveServer, upstream, sdk) -> None:
     import asyncio
 
     import openai
 
-    with live_server.client() as http:
-        alias = f"up-{upstream.url.split(':')[-1].split('/')[0]}"
-        created = http.post(
-            "/api/models", json={"alias": alias, "upstream_name": "m", "base_url": upstream.url}
-        )
-        assert created.status_code == 201, created.text
+    alias = _upstream_model(live_server, upstream)
     upstream.script.append({"kind": "stall", "after": 2})  # two words, then nothing
     _configure(live_server)
     assert llmdeck.instrument_openai()
@@ -327,3 +333,20 @@ def test_an_async_stream_left_inside_async_with(live_server: LiveServer, upstrea
     assert app_span["attributes"]["llmdeck.stopped_early"] is True
     assert gateway["status"] == "ok" and gateway["output"] == text
     assert gateway["attributes"]["finish_reason"] == "client_closed"
+
+
+def test_a_raw_streamed_response_is_passed_through(live_server: LiveServer, upstream, sdk) -> None:
+    import openai
+
+    alias = _upstream_model(live_server, upstream)
+    _configure(live_server)
+    assert llmdeck.instrument_openai()
+    client = openai.OpenAI(
+        base_url=f"{live_server.url}/v1", api_key=live_server.master_key, max_retries=0
+    )
+    raw = client.chat.completions.with_raw_response.create(
+        model=alias, messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    assert raw.headers["x-llmdeck-trace-id"]
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    assert text == "Hello from upstream."

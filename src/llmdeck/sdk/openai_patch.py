@@ -240,7 +240,8 @@ def _wrap_sync(create: Any) -> Any:
         except BaseException as exc:
             _finish(span, None, exc)
             raise
-        if kwargs.get("stream"):
+        # A raw response (`with_raw_response`) is no stream to follow: its span ends now.
+        if kwargs.get("stream") and hasattr(response, "__iter__"):
             if span is not None:
                 detach(span)
             return _SyncStream(response, _StreamState(span))
@@ -260,7 +261,7 @@ def _wrap_async(create: Any) -> Any:
         except BaseException as exc:
             _finish(span, None, exc)
             raise
-        if kwargs.get("stream"):
+        if kwargs.get("stream") and hasattr(response, "__aiter__"):
             if span is not None:
                 detach(span)
             return _AsyncStream(response, _StreamState(span))
