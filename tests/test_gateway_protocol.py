@@ -228,6 +228,39 @@ def test_unusual_heads_are_left_to_uvicorn(wire: Wire, extra: str) -> None:
         assert wire.closed()
 
 
+def test_the_official_clients_requests_take_the_fast_path() -> None:
+    # httpx, and so the openai client, sends `Connection: keep-alive` on every request:
+    # such heads were handed to uvicorn, so real clients never had the fast path.
+    from openai import OpenAI
+
+    from llmdeck.gateway.protocol import _read_head
+
+    client = OpenAI(base_url="http://llmdeck/v1", api_key="ldk-test")
+    request = client._client.build_request(  # its HTTP client's own headers
+        "POST",
+        "http://llmdeck/v1/chat/completions",
+        json={"model": "up", "messages": [{"role": "user", "content": "Hi"}]},
+        headers={"Authorization": "Bearer ldk-test"},
+    )
+    assert request.headers["connection"] == "keep-alive"
+    lines = [f"POST {request.url.raw_path.decode()} HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in request.headers.multi_items()]
+    path, headers, length = _read_head("\r\n".join(lines).encode())
+    assert path == "/v1/chat/completions" and length == len(request.content)
+    assert headers["authorization"] == "Bearer ldk-test"
+    # Anything else in Connection changes the connection: still uvicorn's.
+    for value in ("close", "Upgrade", "keep-alive, Upgrade"):
+        assert _read_head("\r\n".join([*lines, f"Connection: {value}"]).encode()) is None
+
+
+def test_keep_alive_requests_are_answered_on_one_connection(wire: Wire) -> None:
+    for _ in range(3):
+        wire.send(wire.chat(extra="Connection: keep-alive\r\n"))
+        status, headers, body = wire.response()
+        assert status == 200 and _answer(body) == "Hello from upstream."
+        assert "connection" not in headers  # kept open, as HTTP/1.1 does by default
+
+
 def test_a_chunked_request_body_is_read_by_uvicorn(wire: Wire) -> None:
     request = wire.chat()
     head, body = request.split(b"\r\n\r\n", 1)

@@ -8,9 +8,9 @@ Content-Length body, nothing unusual), answered by gateway/fastpath.py, and writ
 one piece: a call took 12-42% less of the server's CPU (interleaved runs under
 `bench/gateway` load: 965 -> 747 us per call at concurrency 64 on one worker, 1,280 ->
 743 us one at a time). The first request that is anything else (the console, the API, a
-chunked body, `Expect`, `Connection: close`, a malformed head) hands the connection over
-to uvicorn's own protocol, unread, for good: uvicorn stays the one judge of everything
-but the two hot paths.
+chunked body, `Expect`, a `Connection` header other than keep-alive, a malformed head)
+hands the connection over to uvicorn's own protocol, unread, for good: uvicorn stays the
+one judge of everything but the two hot paths.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from llmdeck.gateway import fastpath
 _REQUEST_LINES = {
     f"POST {path} HTTP/1.1".encode(): path for path in (fastpath.CHAT, fastpath.EMBEDDINGS)
 }
-# Headers that change how a request must be read or answered: uvicorn handles those.
-_NOT_HERE = {b"transfer-encoding", b"expect", b"upgrade", b"connection"}
+# Headers that change how a request must be read or answered: uvicorn handles those
+# (and a Connection header other than keep-alive, below).
+_NOT_HERE = {b"transfer-encoding", b"expect", b"upgrade"}
 # A head that has not ended by this size is not a gateway call's.
 _MAX_HEAD = 64 * 1024
 
@@ -193,6 +194,12 @@ def _read_head(head: bytes) -> tuple[str, dict[str, str], int] | None:
         name = name.lower()
         if not colon or not name or name != name.strip() or name in _NOT_HERE:
             return None
+        if name == b"connection":
+            # HTTP/1.1's default, and what httpx (so the openai client) always sends;
+            # anything else (close, upgrade) changes the connection: uvicorn's to handle.
+            if value.strip().lower() != b"keep-alive":
+                return None
+            continue
         if name == b"content-length":
             value = value.strip()
             if length is not None or not value.isdigit():
