@@ -52,6 +52,8 @@ def request_bytes(port: int, path: str, body: bytes, key: str | None) -> bytes:
         f"Host: 127.0.0.1:{port}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
+        # As httpx (the openai client's HTTP library) sends on every request.
+        "Connection: keep-alive",
     ]
     if key:
         head.append(f"Authorization: Bearer {key}")
