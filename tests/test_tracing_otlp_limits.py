@@ -24,7 +24,7 @@ from llmdeck.core.db import Database
 from llmdeck.core.settings import Settings
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ApiKeyCreate
-from llmdeck.tracing.otlp import ATTRIBUTE_LIMIT, CONTENT_LIMIT
+from llmdeck.tracing.limits import ATTRIBUTE_LIMIT, CONTENT_LIMIT
 from tests.conftest import LiveServer
 from tests.test_tracing_otlp import _kv, _otel_provider
 

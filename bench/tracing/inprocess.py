@@ -20,13 +20,13 @@ from bench.tracing.run import BATCH, _batches
 
 def _steps():
     """(parse, map, store) functions of the receiver, old or new layout."""
-    from llmdeck.tracing import ingest, otlp
+    from llmdeck.tracing import genai, ingest, otlp_decode
 
     def parse(body: bytes):
-        return otlp.parse_protobuf(body)
+        return otlp_decode.parse_protobuf(body)
 
     def map_(raw, project_id: str):
-        return [otlp.to_record(s, project_id=project_id, api_key_id=None) for s in raw]
+        return [genai.to_record(s, project_id=project_id, api_key_id=None) for s in raw]
 
     def store(db, records):
         return ingest.write_spans(db, records)

@@ -21,7 +21,7 @@ from llmdeck.core.errors import InvalidRequest
 from llmdeck.identity.deps import known_principal
 from llmdeck.identity.roles import require
 from llmdeck.identity.schemas import Principal
-from llmdeck.tracing import ingest, otlp
+from llmdeck.tracing import genai, ingest, otlp_decode
 from llmdeck.tracing.writer import SpanRecord
 
 router = APIRouter(prefix="/v1", tags=["tracing"])
@@ -170,9 +170,9 @@ def _store(
     data = _decompress(body, encoding, limit)
 
     def build() -> list[SpanRecord]:
-        raw = otlp.parse_json(data) if is_json else otlp.parse_protobuf(data)
+        raw = otlp_decode.parse_json(data) if is_json else otlp_decode.parse_protobuf(data)
         project_id, api_key_id = principal.project_id, principal.api_key_id
-        to_record = otlp.to_record
+        to_record = genai.to_record
         records = [
             to_record(span, project_id=project_id, api_key_id=api_key_id)
             for span in raw
@@ -187,7 +187,7 @@ def _store(
 
 def _price(records: list[SpanRecord], prices: PriceBook, project_id: str) -> None:
     """A cost from the catalog's prices for model calls that came with tokens but no cost
-    (or with one that `otlp` did not take, such as Infinity)."""
+    (or with one that `genai` did not take, such as Infinity)."""
     for record in records:
         if record.cost is not None or record.model is None:
             continue
