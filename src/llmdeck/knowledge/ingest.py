@@ -159,13 +159,18 @@ def _finish_builds(db, kb_id: str) -> bool:
         return True
 
 
+# Indexing documents is the platform's own work, not the application's traffic
+# (monitoring.calls.INTERNAL_SOURCES); answering a question (retrieval.py) is the app's.
+INGEST_SOURCE = "knowledge-ingest"
+
+
 async def _embed(runtime, principal, model: str, texts: list[str], kb_id: str, document_id: str):
     """One batch through the gateway; a timeout or an open circuit (a cold model, a busy
     machine) is retried with backoff: a long ingestion should not fail on a slow minute."""
     for attempt in range(EMBED_ATTEMPTS):
         # A chunk longer than the model reads is still indexed, its vector made of its start
         # (keyword search sees all of it); the cut chunks are counted and shown.
-        call = embedding_call(principal, model, texts, source="knowledge", truncate=True)
+        call = embedding_call(principal, model, texts, source=INGEST_SOURCE, truncate=True)
         call.attributes["knowledge.kb_id"] = kb_id
         call.attributes["knowledge.document_id"] = document_id
         try:

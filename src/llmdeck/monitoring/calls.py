@@ -28,12 +28,13 @@ from llmdeck.tracing.models import Span
 from llmdeck.tracing.service import REQUEST_KINDS, one_per_call
 
 # The sources of the platform's own calls: drift checks embed a project's inputs
-# (monitoring); experiments call their target (eval) and judges (eval-judge). They go
+# (monitoring); experiments call their target (eval) and judges (eval-judge); knowledge
+# bases embed the documents they index (knowledge-ingest). They go
 # through the gateway like every call and stay traced, but they are not the application's
 # traffic: counted, a drift check kept a `requests > 0` rule firing, and an experiment
 # moves latency and cost. LLMOps tools keep such calls apart the same way (Langfuse runs
 # its evaluators in reserved `langfuse-*` environments, out of the default views).
-INTERNAL_SOURCES = ("monitoring", "eval", "eval-judge")
+INTERNAL_SOURCES = ("monitoring", "eval", "eval-judge", "knowledge-ingest")
 SOURCE_HELP = (
     "app (default: the application's traffic, without the platform's own drift checks and "
     "evaluation calls), all, internal (only those), or one source (gateway, playground, "
