@@ -84,6 +84,13 @@ class LocalProvider(Provider):
         stops = [s for s in (request.stop or []) if s]
         state = {"ids": [], "sent": 0, "stopped": False}
 
+        def running(delta: str) -> ChatChunk:
+            # Each piece says the tokens spent so far: a stream its reader stops is then
+            # recorded (and settled against limits) with exact counts, not estimates.
+            return ChatChunk(
+                delta=delta, input_tokens=prompt_tokens, output_tokens=len(state["ids"])
+            )
+
         class Relay(StoppingCriteria):
             """Streams each new token's text out and stops on a stop string or cancel."""
 
@@ -97,7 +104,7 @@ class LocalProvider(Provider):
                 # Hold back text that may be the start of a stop string or a partial character.
                 safe = len(text) if state["stopped"] else _safe_length(text, stops)
                 if safe > state["sent"]:
-                    emit(ChatChunk(delta=text[state["sent"] : safe]))
+                    emit(running(text[state["sent"] : safe]))
                     state["sent"] = safe
                 return torch.tensor([state["stopped"] or cancelled.is_set()])
 
@@ -127,7 +134,7 @@ class LocalProvider(Provider):
             finish = "stop"
         else:
             if len(text) > state["sent"]:
-                emit(ChatChunk(delta=text[state["sent"] :]))
+                emit(running(text[state["sent"] :]))
             eos = bool(generated) and generated[-1] == tokenizer.eos_token_id
             finish = "stop" if eos or cancelled.is_set() else "length"
         emit(
