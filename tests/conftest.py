@@ -179,6 +179,24 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     stop_server(server)
 
 
+def reset_sdk() -> None:
+    """Leave the process's SDK as a test found it: no exporter, `openai` unpatched (the
+    patch is process-wide: later tests' calls would carry the SDK's traceparent)."""
+    import llmdeck
+    from llmdeck.sdk import tracer
+
+    if tracer._exporter is not None:
+        tracer._exporter.shutdown(timeout=2)
+        tracer._exporter = None
+    llmdeck.uninstrument_openai()
+
+
+@pytest.fixture
+def sdk() -> Iterator[None]:
+    yield
+    reset_sdk()
+
+
 @pytest.fixture
 def upstream() -> Iterator:
     """A scripted OpenAI-compatible server on loopback."""

@@ -6,7 +6,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,12 +14,15 @@ from llmdeck.sdk import tracer
 from tests.conftest import LiveServer, free_port
 
 
-@pytest.fixture
-def sdk() -> Iterator[None]:
-    yield
-    if tracer._exporter is not None:
-        tracer._exporter.shutdown(timeout=2)
-        tracer._exporter = None
+def test_instrumenting_openai_can_be_undone(sdk) -> None:
+    from openai.resources.chat.completions import AsyncCompletions, Completions
+
+    originals = Completions.create, AsyncCompletions.create
+    assert llmdeck.instrument_openai() and llmdeck.instrument_openai()  # twice: one patch
+    assert Completions.create is not originals[0]
+    assert Completions.create.__wrapped__ is originals[0]
+    llmdeck.uninstrument_openai()
+    assert (Completions.create, AsyncCompletions.create) == originals
 
 
 def test_import_llmdeck_stays_light() -> None:

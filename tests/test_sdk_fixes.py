@@ -17,14 +17,6 @@ from llmdeck.sdk import tracer
 from tests.conftest import LiveServer
 
 
-@pytest.fixture
-def sdk() -> Iterator[None]:
-    yield
-    if tracer._exporter is not None:
-        tracer._exporter.shutdown(timeout=2)
-        tracer._exporter = None
-
-
 def _configure(server: LiveServer, key: str | None = None) -> None:
     llmdeck.configure(base_url=server.url, api_key=key or server.master_key, interval=0.05)
 

@@ -24,8 +24,7 @@ from llmdeck.core.db import Database
 from llmdeck.core.settings import Settings, get_settings
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import ApiKeyCreate, UserCreate
-from llmdeck.sdk import tracer
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, reset_sdk
 from tests.upstream import ScriptedUpstream
 
 EMAIL, PASSWORD = "ada@example.com", "correct horse battery"
@@ -394,9 +393,7 @@ def sdk_traces(server: LiveServer) -> dict[str, str]:
             _wait_for_spans(api, ids["failed"], 2)
         return ids
     finally:
-        if tracer._exporter is not None:
-            tracer._exporter.shutdown(timeout=2)
-            tracer._exporter = None
+        reset_sdk()
         upstream.stop()
 
 

@@ -18,6 +18,7 @@ _SDK = frozenset(
         "flush",
         "instrument_openai",
         "observe",
+        "uninstrument_openai",
     }
 )
 

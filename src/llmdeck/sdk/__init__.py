@@ -11,7 +11,7 @@ Spans go to the server's `/v1/traces` (OTLP JSON) in batches from a background t
 """
 
 from llmdeck.sdk.feedback import feedback
-from llmdeck.sdk.openai_patch import instrument_openai
+from llmdeck.sdk.openai_patch import instrument_openai, uninstrument_openai
 from llmdeck.sdk.tracer import (
     configure,
     context,
@@ -30,4 +30,5 @@ __all__ = [
     "flush",
     "instrument_openai",
     "observe",
+    "uninstrument_openai",
 ]

@@ -39,6 +39,17 @@ def instrument_openai() -> bool:
     return True
 
 
+def uninstrument_openai() -> None:
+    """Undo `instrument_openai`: `openai` calls are no longer recorded."""
+    try:
+        from openai.resources.chat.completions import AsyncCompletions, Completions
+    except ImportError:
+        return
+    for resource in (Completions, AsyncCompletions):
+        if getattr(resource.create, _PATCHED, False):
+            resource.create = resource.create.__wrapped__  # functools.wraps kept it
+
+
 def _begin(client: Any, kwargs: dict[str, Any]) -> SpanData | None:
     try:
         model = kwargs.get("model")
