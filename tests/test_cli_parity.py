@@ -202,7 +202,8 @@ def test_datasets_create_then_add_traces_and_missing_names_say_how(db: Database)
 
     added = llmdeck("datasets", "add-traces", "golden", trace_id)
     assert added.exit_code == 0, added.output
-    assert "Created" not in added.stdout and "version 1 (+1 items)" in added.stdout
+    assert "Created" not in added.stdout
+    assert "version 1: 1 added, 0 already in the dataset." in added.stdout
 
     made = llmdeck("datasets", "add-traces", "fresh", trace_id, "--create")
     assert made.exit_code == 0, made.output

@@ -277,7 +277,9 @@ def test_explorer_adds_selected_requests_to_a_dataset(page, server, upstream) ->
     shot(page, "requests-selected")
     page.get_by_role("button", name="Add to dataset").click()
     page.wait_for_url("**/datasets/picked-in-browser?added=2")
-    sync_api.expect(page.get_by_role("status")).to_contain_text("Added 2 requests")
+    sync_api.expect(page.get_by_role("status")).to_contain_text(
+        "Added the requests as version 1: 2 added"
+    )
     table = page.locator("main table")
     sync_api.expect(table).to_contain_text("First picked question?")
     sync_api.expect(table).to_contain_text("Second picked question?")

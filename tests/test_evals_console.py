@@ -158,7 +158,7 @@ def test_prompt_editor_experiments_and_review_pages(echo) -> None:
         r = c.post(
             "/datasets/names/traces", data={"csrf_token": csrf_of(page), "trace_ids": trace_id}
         )
-        assert r.status_code == 303 and r.headers["location"] == "/datasets/names"
+        assert r.status_code == 303 and r.headers["location"] == "/datasets/names?added=1"
         page = c.get("/datasets/names").text
         assert "v2" in page and f'href="/requests/{trace_id}"' in page
         # Review: queue the results, score one with the form the shortcuts submit.
@@ -223,7 +223,7 @@ def test_explorer_rows_are_added_to_a_dataset(database_url, echo, monkeypatch) -
         )
         assert r.status_code == 303 and r.headers["location"] == "/datasets/picked?added=2"
         shown = c.get(r.headers["location"]).text
-        assert "Added 2 requests" in shown and "Version 1 of 1" in shown
+        assert "Added the requests as version 1: 2 added" in shown and "Version 1 of 1" in shown
         assert "What is 2+2?" in shown and "Capital of France?" in shown
         assert "Largest planet?" not in shown
         with app.state.runtime.db.session() as session:
@@ -297,7 +297,7 @@ def test_explorer_rows_are_added_to_a_dataset(database_url, echo, monkeypatch) -
         timeout=300,
     )
     assert cli.returncode == 0, cli.stderr
-    assert "version 1 (+2 items)" in cli.stdout
+    assert "version 1: 2 added, 0 already in the dataset." in cli.stdout
     again = subprocess.run(
         [sys.executable, "-m", "llmdeck", "datasets", "add-traces", "nope", trace_ids[0]],
         capture_output=True,

@@ -302,6 +302,8 @@ def datasets_add_traces(
 ) -> None:
     """Add recorded requests as items of a new version (input, answer, trace id and model).
 
+    Requests already in the dataset are skipped; when none is new, no version is made.
+
     The dataset must exist (`llmdeck datasets create NAME`) unless --create is given, so
     that a mistyped name does not quietly start a new dataset."""
     with db_session() as session:
@@ -313,7 +315,7 @@ def datasets_add_traces(
                 f"`llmdeck datasets create {name}` first, or add --create.",
                 param="dataset",
             )
-        dataset, added = ds.add_traces(
+        result = ds.add_traces(
             session,
             project_id=pid,
             name=name,
@@ -321,10 +323,15 @@ def datasets_add_traces(
             use_output_as_expected=expected,
             create_missing=create,
         )
-        version, made = dataset.version, dataset.name
+        version, made = result.dataset.version, result.dataset.name
     if missing:
         console.print(f"Created dataset [bold]{made}[/bold].")
-    console.print(f"Dataset [bold]{made}[/bold] is now version {version} (+{added} items).")
+    state = "is now" if result.added else "stays at"
+    # The same words as `llmdeck datasets import`, on one line.
+    console.print(
+        f"Dataset [bold]{made}[/bold] {state} version {version}: {result.summary}.",
+        soft_wrap=True,
+    )
 
 
 @datasets.command("export")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from llmdeck.core.errors import InvalidRequest, sentence
 from llmdeck.evals import datasets
-from llmdeck.evals.models import Dataset, DatasetItem
+from llmdeck.evals.models import DatasetItem
 from llmdeck.evals.schemas import ItemCreate
 
 RESERVED = ("expected", "metadata", "input")
@@ -151,30 +150,6 @@ def _csv_fields(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-@dataclass(frozen=True)
-class Imported:
-    """What an import did: `added` items as one new version (none when 0), and how many of
-    the file's rows were `already` items of the dataset's current version."""
-
-    dataset: Dataset
-    added: int
-    already: int
-
-    @property
-    def summary(self) -> str:
-        return import_summary(self.added, self.already)
-
-
-def import_summary(added: int, already: int) -> str:
-    """'2 added, 1 already in the dataset', or when nothing was new, 'all 3 items already in
-    the dataset; nothing added' (the words every surface reports an import with)."""
-    if added:
-        return f"{added} added, {already} already in the dataset"
-    if already == 1:
-        return "its one item is already in the dataset; nothing added"
-    return f"all {already} items already in the dataset; nothing added"
-
-
 def _content_key(variables: Any, expected: Any, metadata: Any) -> str:
     """An item's input, expected output and metadata as canonical JSON (key order does not
     count): two items with the same key are the same item to an import."""
@@ -182,7 +157,9 @@ def _content_key(variables: Any, expected: Any, metadata: Any) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def import_items(session: Session, *, project_id: str, name: str, text: str, fmt: str) -> Imported:
+def import_items(
+    session: Session, *, project_id: str, name: str, text: str, fmt: str
+) -> datasets.Added:
     """Add a CSV or JSONL file's items as a new version of `name`, made first if missing
     (the API, CLI and console import).
 
@@ -201,7 +178,7 @@ def import_items(session: Session, *, project_id: str, name: str, text: str, fmt
     fresh = [i for i in new if _content_key(i.input, i.expected, i.metadata) not in stored]
     if fresh:
         datasets.change(session, dataset=dataset, add=fresh)
-    return Imported(dataset=dataset, added=len(fresh), already=len(new) - len(fresh))
+    return datasets.Added(dataset=dataset, added=len(fresh), already=len(new) - len(fresh))
 
 
 def dump(rows: list[DatasetItem], fmt: str) -> str:

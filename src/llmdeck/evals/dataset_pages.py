@@ -65,7 +65,9 @@ def _dataset_page(
         "error": kw.get("error", ""),
         "added": kw.get("added", 0),
         "via": kw.get("via", ""),
-        "imported": _imported_note(public.version, kw.get("added", 0), kw.get("already", 0)),
+        "imported": _added_note(
+            public.version, kw.get("added", 0), kw.get("already", 0), kw.get("via", "")
+        ),
         "can_edit": viewer.can("builder"),
         "form": form or {},
         "errors": errors or {},
@@ -73,14 +75,22 @@ def _dataset_page(
     return console_of(request).render(request, "evals/dataset.html", context)
 
 
-def _imported_note(version: int, added: int, already: int) -> str:
-    """What an import did, said on the page it redirects to."""
-    if not added and not already:
+def _added_note(version: int, added: int, already: int, via: str) -> str:
+    """What importing a file (`via` file) or adding requests (no `via`) did, said on the
+    page it redirects to; an item typed in (`via` form) says so in the template."""
+    if via == "form" or (not added and not already):
         return ""
-    summary = dataset_files.import_summary(added, already)
+    summary = datasets.added_summary(added, already)
     if added:
-        return f"Imported the file as version {version}: {summary}."
+        what = "Imported the file" if via == "file" else "Added the requests"
+        return f"{what} as version {version}: {summary}."
     return f"{summary[0].upper()}{summary[1:]} (still version {version})."
+
+
+def _added_query(result: datasets.Added) -> str:
+    """`added=N`, and `already=M` when some were there, for the page's note."""
+    already = f"&already={result.already}" if result.already else ""
+    return f"added={result.added}{already}"
 
 
 @router.post("/datasets/{name}/traces", dependencies=[Depends(csrf_protected)])
@@ -90,17 +100,20 @@ def add_traces(
     trace_ids: str = Form(""),
     viewer: Viewer = Depends(signed_in),
 ):
-    """Add requests picked in the explorer (their trace ids) as a new dataset version."""
+    """Add requests picked in the explorer (their trace ids) as a new dataset version; those
+    already in it are skipped."""
     viewer.require("builder", "change datasets")
     ids = [t for t in trace_ids.replace(",", " ").split() if t]
     try:
         with _db(request).session() as session:
-            datasets.add_traces(session, project_id=viewer.project.id, name=name, trace_ids=ids)
+            result = datasets.add_traces(
+                session, project_id=viewer.project.id, name=name, trace_ids=ids
+            )
     except LLMDeckError as exc:
         return RedirectResponse(
             f"/datasets/{quote(name)}?error={quote(exc.message)}", status_code=303
         )
-    return RedirectResponse(f"/datasets/{quote(name)}", status_code=303)
+    return RedirectResponse(f"/datasets/{quote(name)}?{_added_query(result)}", status_code=303)
 
 
 @router.post("/datasets/from-requests", dependencies=[Depends(csrf_protected)])
@@ -114,7 +127,8 @@ def add_selected_requests(
     viewer: Viewer = Depends(signed_in),
 ):
     """The requests explorer's "Add to dataset": the rows ticked there become a new version
-    of the dataset picked (or of a new one, named in the form). A refusal shows the explorer
+    of the dataset picked (or of a new one, named in the form), less those already in it. A
+    refusal shows the explorer
     again with the ticks kept and the message said once (not left in the URL)."""
     viewer.require("builder", "change datasets")
     new_name = new_dataset.strip()
@@ -144,7 +158,7 @@ def add_selected_requests(
             return again(f"A dataset named {new_name} already exists.", offer=new_name)
     try:
         with _db(request).session() as session:
-            _, added = datasets.add_traces(
+            result = datasets.add_traces(
                 session,
                 project_id=viewer.project.id,
                 name=name,
@@ -153,7 +167,7 @@ def add_selected_requests(
             )
     except LLMDeckError as exc:
         return again(exc.message)
-    return RedirectResponse(f"/datasets/{quote(name)}?added={added}", status_code=303)
+    return RedirectResponse(f"/datasets/{quote(name)}?{_added_query(result)}", status_code=303)
 
 
 # Making datasets in the console: new, import a file, add an item ---------------------------
@@ -218,8 +232,7 @@ async def _import(request: Request, viewer: Viewer, name: str, file: UploadFile 
             )
     except LLMDeckError as exc:
         return exc.message, ""
-    already = f"&already={imported.already}" if imported.already else ""
-    return None, f"/datasets/{quote(name)}?added={imported.added}{already}&via=file"
+    return None, f"/datasets/{quote(name)}?{_added_query(imported)}&via=file"
 
 
 @router.post("/datasets/import", dependencies=[Depends(csrf_protected)])

@@ -7,6 +7,7 @@ versions share the rows they have in common and old versions stay reproducible.
 from __future__ import annotations
 
 import builtins
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -193,6 +194,30 @@ def from_traces(
     return out
 
 
+@dataclass(frozen=True)
+class Added:
+    """What adding items did: `added` items as one new version (none when 0), and how many
+    of those given (a file's rows, picked requests) were `already` in the current version."""
+
+    dataset: Dataset
+    added: int
+    already: int
+
+    @property
+    def summary(self) -> str:
+        return added_summary(self.added, self.already)
+
+
+def added_summary(added: int, already: int) -> str:
+    """'2 added, 1 already in the dataset', or when nothing was new, 'all 3 items already in
+    the dataset; nothing added' (the words every surface reports an import or an add with)."""
+    if added:
+        return f"{added} added, {already} already in the dataset"
+    if already == 1:
+        return "its one item is already in the dataset; nothing added"
+    return f"all {already} items already in the dataset; nothing added"
+
+
 def add_traces(
     session: Session,
     *,
@@ -201,11 +226,13 @@ def add_traces(
     trace_ids: builtins.list[str],
     use_output_as_expected: bool = True,
     create_missing: bool = False,
-) -> tuple[Dataset, int]:
+) -> Added:
     """Add recorded requests as items of a new version of `name` (made first when
-    `create_missing`); returns the dataset and how many items were added.
+    `create_missing`).
 
-    What the explorer's "Add to dataset", the API and `llmdeck datasets add-traces` share.
+    A request whose item is already in the current version (same source trace) is skipped,
+    so adding the same requests twice adds nothing (and makes no version). What the
+    explorer's "Add to dataset", the API and `llmdeck datasets add-traces` share.
     """
     ids = builtins.list(dict.fromkeys(t.strip() for t in trace_ids if t.strip()))
     if not ids:
@@ -213,10 +240,16 @@ def add_traces(
     dataset = get_by_name(session, project_id=project_id, name=name)
     if dataset is None and not create_missing:
         get_by_name_or_raise(session, project_id=project_id, name=name)
+    present = {i.source_trace_id for i in items(session, dataset=dataset)} if dataset else set()
+    fresh = [t for t in ids if t not in present]
     new = from_traces(
-        session, project_id=project_id, trace_ids=ids, use_output_as_expected=use_output_as_expected
+        session,
+        project_id=project_id,
+        trace_ids=fresh,
+        use_output_as_expected=use_output_as_expected,
     )
     if dataset is None:
         dataset = create(session, project_id=project_id, name=usable_name(name))
-    change(session, dataset=dataset, add=new)
-    return dataset, len(new)
+    if new:
+        change(session, dataset=dataset, add=new)
+    return Added(dataset=dataset, added=len(new), already=len(ids) - len(new))

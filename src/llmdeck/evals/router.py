@@ -14,6 +14,7 @@ from llmdeck.evals.schemas import (
     DatasetImported,
     DatasetPage,
     DatasetPublic,
+    DatasetTracesAdded,
     ExperimentCreate,
     ExperimentPublic,
     ItemPublic,
@@ -105,7 +106,7 @@ def change_dataset_items(
 @router.post(
     "/api/datasets/{name}/traces",
     operation_id="add_traces_to_dataset",
-    response_model=DatasetPublic,
+    response_model=DatasetTracesAdded,
 )
 def add_traces_to_dataset(
     name: str,
@@ -115,8 +116,11 @@ def add_traces_to_dataset(
 ):
     """Add recorded requests (by trace id, as the explorer lists them) as a new version's
     items: input from the request, expected output from its answer, the trace id and model
-    in the metadata."""
-    dataset, _ = datasets.add_traces(
+    in the metadata.
+
+    Requests already in the dataset's current version are skipped (`already_present`); when
+    none is new, no version is made."""
+    result = datasets.add_traces(
         session,
         project_id=principal.project_id,
         name=name,
@@ -124,7 +128,10 @@ def add_traces_to_dataset(
         use_output_as_expected=body.use_output_as_expected,
         create_missing=body.create_dataset,
     )
-    return datasets.to_public(session, dataset)
+    public = datasets.to_public(session, result.dataset)
+    return DatasetTracesAdded(
+        **public.model_dump(), added=result.added, already_present=result.already
+    )
 
 
 @router.post(

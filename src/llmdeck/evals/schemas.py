@@ -62,6 +62,15 @@ class DatasetImported(DatasetPublic):
     )
 
 
+class DatasetTracesAdded(DatasetPublic):
+    """The dataset after recorded requests were added, and what was added."""
+
+    added: int = Field(description="Requests added as items, as one new version (none when 0).")
+    already_present: int = Field(
+        description="Requests skipped as already items of the dataset's current version."
+    )
+
+
 class DatasetPage(BaseModel):
     data: list[DatasetPublic]
     next_cursor: str | None = None
