@@ -33,6 +33,25 @@ def _principal(project: str) -> Principal:
         return Principal(project_id=target.id, project_name=target.name, role="admin")
 
 
+def _json_object(option: str, text: str) -> dict:
+    """The JSON object an option holds; anything else is refused with the option's name."""
+    example = '{"document": "faq.md"}'
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"{option} must be a JSON object, e.g. {example} ({exc.msg} at character "
+            f"{exc.pos + 1}).",
+            param=option,
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            f"{option} must be a JSON object, e.g. {example}; got {type(value).__name__}.",
+            param=option,
+        )
+    return value
+
+
 def _runtime():
     from llmdeck.runtime import Runtime
 
@@ -318,11 +337,17 @@ def kb_search(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search a knowledge base."""
-    principal = _principal(project)
     with fail_cleanly():
         request = validated(
-            SearchRequest, query=query, mode=mode, top_k=top_k, filters=json.loads(filters)
+            SearchRequest,
+            query=query,
+            mode=mode,
+            top_k=top_k,
+            filters=_json_object("--filter", filters),
+            options={"top_k": "--top-k", "filters": "--filter"},
         )
+    principal = _principal(project)
+    with fail_cleanly():
         runtime = _runtime()
         try:
             result = asyncio.run(retrieval.search(runtime, principal, name, request))
