@@ -29,6 +29,14 @@ def parse_score(text: str, low: int, high: int) -> int | None:
     return None
 
 
+def _asked(sample: Sample) -> str:
+    """What the answer answers: the question, or the conversation when it had several turns."""
+    conversation = sample.conversation
+    if conversation:
+        return f"Conversation:\n{conversation}"
+    return f"Question: {sample.question}"
+
+
 class RubricJudge:
     """Asks a model to grade the output against a rubric; the score is scaled to [0, 1]."""
 
@@ -52,7 +60,7 @@ class RubricJudge:
             {"role": "system", "content": JUDGE_SYSTEM.format(low=self.low, high=self.high)},
             {
                 "role": "user",
-                "content": f"Rubric: {self.rubric}\nQuestion: {sample.question}{reference}\n"
+                "content": f"Rubric: {self.rubric}\n{_asked(sample)}{reference}\n"
                 f"Answer: {sample.output}\nGrade it.",
             },
         ]
@@ -100,7 +108,7 @@ async def pairwise(
             {"role": "system", "content": PAIRWISE_SYSTEM},
             {
                 "role": "user",
-                "content": f"Question: {sample.question}\nAnswer 1: {first}\nAnswer 2: {second}",
+                "content": f"{_asked(sample)}\nAnswer 1: {first}\nAnswer 2: {second}",
             },
         ]
         return await chat(sample, model, messages, max_tokens)

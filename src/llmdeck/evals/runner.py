@@ -111,6 +111,7 @@ async def _evaluate(runtime, principal, target, metrics, item: DatasetItem) -> d
         runtime=runtime,
         principal=principal,
         trace_id=outcome.trace_id,
+        messages=outcome.messages,
     )
     scores: dict[str, Any] = {}
     for name, metric in metrics:

@@ -26,6 +26,8 @@ class Outcome:
     output_tokens: int | None = None
     trace_id: str | None = None
     contexts: list[str] = field(default_factory=list)
+    # What was sent when the target rendered it (a prompt): the judges' question.
+    messages: list[dict[str, Any]] | None = None
 
 
 def check(target: Target) -> Target:
@@ -69,6 +71,9 @@ async def _chat(runtime, principal: Principal, body: dict[str, Any], trace_id=No
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
         trace_id=call.trace_id,
+        # The gateway's prompt stage renders into the call's messages in place: what was
+        # asked, known without rendering again.
+        messages=[dict(m) for m in call.chat.messages] if call.chat is not None else None,
     )
 
 
@@ -95,9 +100,13 @@ async def run(runtime, principal: Principal, target: Target, variables: dict[str
             if target.messages
             else _default_messages(variables)
         )
-        return await _chat(
+        outcome = await _chat(
             runtime, principal, {"model": target.model, "messages": messages, **params}
         )
+        # A model target's question stays the item's (its `messages` or question variable):
+        # its template may wrap anything, even a canned answer, around it.
+        outcome.messages = None
+        return outcome
     if target.type == "chain":
         from llmdeck.prompts.chains import run_chain
 
