@@ -89,3 +89,81 @@ def test_question_is_what_was_asked() -> None:
     assert s.question == "Where is Paris?"
     assert s.conversation == "user: Hi\nassistant: Hello\nuser: Where is Paris?"
     assert Sample(input={"question": "Why?", "n": 1}, output="").question == "Why?"
+
+
+def llmdeck(*args: str):
+    from typer.testing import CliRunner
+
+    from llmdeck.cli.main import app
+
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "100"})
+
+
+def _experiments_with_ids(db, ids: list[str]) -> None:
+    """Experiments on a one-item dataset, given these ids (to make prefixes collide)."""
+    from sqlalchemy import update
+
+    from llmdeck.evals import datasets
+    from llmdeck.evals.models import Experiment
+    from llmdeck.identity import service as identity
+
+    with db.session() as session:
+        project = identity.get_project_by_name_or_raise(session, name="default")
+        datasets.create(
+            session,
+            project_id=project.id,
+            name="qa",
+            items=[{"input": {"question": "q"}}],
+        )
+        for i, eid in enumerate(ids):
+            e = service.create(
+                session,
+                project_id=project.id,
+                data=ExperimentCreate(
+                    dataset="qa",
+                    name=f"run{i}",
+                    target={"type": "model", "model": "echo"},
+                    metrics=["exact_match"],
+                ),
+            )
+            session.execute(update(Experiment).where(Experiment.id == e.id).values(id=eid))
+
+
+IDS = ["01M91YD8ZAAAAAAAAAAAAAAAAA", "01M91YD8ZBBBBBBBBBBBBBBBBB", "01M91ZZZZCCCCCCCCCCCCCCCCC"]
+
+
+def test_experiment_ids_shown_in_full_and_taken_by_unique_prefix(db) -> None:
+    _experiments_with_ids(db, IDS)
+    listed = llmdeck("eval", "list")
+    assert listed.exit_code == 0, listed.output
+    for eid in IDS:
+        assert eid in listed.stdout  # never cut to "01M91YD8Z…"
+
+    both = llmdeck("eval", "compare", "01M91YD8ZA", "01m91zzz", "--json")
+    assert both.exit_code == 0, both.output
+    got = [e["id"] for e in __import__("json").loads(both.stdout)[0]["experiments"]]
+    assert got == [IDS[0], IDS[2]]
+
+    ambiguous = llmdeck("eval", "compare", "01M91YD8Z", "01M91ZZZ")
+    assert ambiguous.exit_code == 1
+    assert "matches several experiments" in ambiguous.output
+    assert IDS[0] in ambiguous.output and IDS[1] in ambiguous.output
+    short = llmdeck("eval", "compare", "01M91", "01M91ZZZ")
+    assert short.exit_code == 1 and "at least 6 characters" in short.output
+
+
+def test_api_takes_an_experiment_id_prefix() -> None:
+    async def scenario():
+        async with running() as gw:
+            _experiments_with_ids(gw.runtime.db, IDS)
+            r = await gw.client.get("/api/experiments/01M91ZZZ")
+            assert r.status_code == 200, r.text
+            assert r.json()["id"] == IDS[2]
+            r = await gw.client.get(
+                "/api/experiments/compare", params={"ids": "01M91YD8ZB,01M91ZZ"}
+            )
+            assert r.status_code == 200, r.text
+            r = await gw.client.get("/api/experiments/01M91YD8Z/results")
+            assert r.status_code == 400 and "matches several" in r.text
+
+    asyncio.run(scenario())

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
 
 from llmdeck.cli.output import console, db_session, emit, errors, fail_cleanly, validated
 from llmdeck.core.errors import Conflict, NotFound
@@ -118,7 +119,10 @@ def _report(result: gate.GateResult, as_json: bool) -> None:
 
 
 @evals.command("resume")
-def eval_resume(experiment_id: str, project: str = PROJECT) -> None:
+def eval_resume(
+    experiment_id: str = typer.Argument(..., help="Experiment id (or a unique prefix, 6+)."),
+    project: str = PROJECT,
+) -> None:
     """Finish an interrupted experiment; items already done are skipped."""
     with fail_cleanly():
 
@@ -133,18 +137,19 @@ def eval_resume(experiment_id: str, project: str = PROJECT) -> None:
                     if background.active_job(session, experiment=experiment) is not None:
                         raise Conflict(
                             "A server is running this experiment as a job; watch it with "
-                            f"`llmdeck eval list` or at /experiments/{experiment_id}."
+                            f"`llmdeck eval list` or at /experiments/{experiment.id}."
                         )
+                    full_id = experiment.id  # the id prefix given, resolved
                 principal = Principal(project_id=p.id, project_name=p.name, role="admin")
                 with _bar() as bar:
                     task = bar.add_task("resuming", total=None)
                     await run_experiment(
                         runtime,
                         principal,
-                        experiment_id,
+                        full_id,
                         progress=lambda d, t: bar.update(task, completed=d, total=t),
                     )
-                return gate.gate(runtime, principal, experiment_id, {})
+                return gate.gate(runtime, principal, full_id, {})
             finally:
                 await runtime.stop()
 
@@ -164,12 +169,26 @@ def eval_list(project: str = PROJECT, as_json: bool = JSON) -> None:
         row["scores"] = ", ".join(
             f"{k}={v:.3f}" for k, v in row["summary"].get("metrics", {}).items() if v is not None
         )
-    emit(rows, ["id", "name", "dataset", "status", "completed", "total", "scores"], as_json=as_json)
+    if as_json:
+        emit(rows, [], as_json=True)
+        return
+    # Ids in full (ULIDs are 26 characters): what `compare` and `resume` take, copied as
+    # shown; the other columns wrap instead.
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=26)
+    columns = ["name", "dataset", "status", "completed", "total", "scores"]
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["id"], *["-" if row[c] in (None, "") else str(row[c]) for c in columns])
+    console.print(table)
 
 
 @evals.command("compare")
 def eval_compare(
-    experiment_ids: list[str] = typer.Argument(..., help="Two or more experiment ids."),
+    experiment_ids: list[str] = typer.Argument(
+        ..., help="Two or more experiment ids (or unique prefixes of 6+ characters)."
+    ),
     items: bool = typer.Option(False, help="Also show each item's outputs."),
     project: str = PROJECT,
     as_json: bool = JSON,

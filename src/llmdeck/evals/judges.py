@@ -150,6 +150,7 @@ async def pairwise_experiments(
         b = service.get_or_raise(
             session, project_id=principal.project_id, experiment_id=experiment_b
         )
+        experiment_a, experiment_b = a.id, b.id  # the full ids, when given prefixes
         outputs_b = {r.item_id: r.output for r in service.results(session, experiment=b)}
         pairs = [
             (r.item_id, r.output, outputs_b[r.item_id])

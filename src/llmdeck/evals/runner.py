@@ -40,6 +40,7 @@ async def run_experiment(
         experiment = service.get_or_raise(
             session, project_id=principal.project_id, experiment_id=experiment_id
         )
+        experiment_id = experiment.id  # the full id, when given a prefix
         dataset = session.get(datasets.Dataset, experiment.dataset_id)
         items = datasets.items(session, dataset=dataset, version=experiment.dataset_version)
         done = service.done_item_ids(session, experiment=experiment)

@@ -48,11 +48,44 @@ def _target_ref(target: dict[str, Any]) -> str:
     )
 
 
+MIN_PREFIX = 6  # of a 26-character ULID: short enough to type, long enough to be unique
+
+
 def get_or_raise(session: Session, *, project_id: str, experiment_id: str) -> Experiment:
+    """The experiment with this id, or with this unique id prefix (at least 6 characters)."""
     experiment = session.get(Experiment, experiment_id)
-    if experiment is None or experiment.project_id != project_id:
+    if experiment is not None and experiment.project_id == project_id:
+        return experiment
+    # ULIDs are upper case; a copied "01M91YD8Z…" from a table may carry the ellipsis.
+    prefix = experiment_id.strip().rstrip("…").upper()
+    if len(prefix) < MIN_PREFIX:
+        raise NotFound(
+            f"No experiment {experiment_id!r} in this project "
+            f"(an id prefix needs at least {MIN_PREFIX} characters).",
+            param="experiment_id",
+        )
+    found = [
+        *session.scalars(
+            select(Experiment)
+            .where(
+                Experiment.project_id == project_id,
+                Experiment.id.startswith(prefix, autoescape=True),
+            )
+            .order_by(Experiment.id)
+            .limit(6)
+        )
+    ]
+    if not found:
         raise NotFound(f"No experiment {experiment_id!r} in this project.", param="experiment_id")
-    return experiment
+    if len(found) > 1:
+        shown = ", ".join(e.id for e in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise InvalidRequest(
+            f"The id prefix {experiment_id!r} matches several experiments ({shown}); "
+            "give more characters.",
+            param="experiment_id",
+            code="ambiguous_id",
+        )
+    return found[0]
 
 
 def list(session: Session, *, project_id: str, limit: int = 100) -> list[Experiment]:  # noqa: A001
