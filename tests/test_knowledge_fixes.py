@@ -3,10 +3,22 @@ the REST API through the app on both databases."""
 
 from __future__ import annotations
 
+import io
+import zipfile
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
 from llmdeck.cli.main import app
+from llmdeck.knowledge import parsing
+from tests.test_knowledge import api as api  # noqa: F401 - the fixture, shared
+from tests.test_knowledge import create_kb, upload
+
+DOCX_XML = (
+    b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+    b"<w:body><w:p><w:r><w:t>Warranty lasts two years.</w:t></w:r></w:p></w:body></w:document>"
+)
 
 
 def llmdeck(*args: str):
@@ -25,3 +37,69 @@ def one_error_line(result, says: str) -> None:
 )
 def test_kb_search_refuses_a_filter_that_is_not_a_json_object(db, value: str, says: str) -> None:
     one_error_line(llmdeck("kb", "search", "support", "hello", "--filter", value), says)
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, body in members.items():
+            archive.writestr(name, body)
+    return buffer.getvalue()
+
+
+def _refused(http, files: dict[str, bytes]) -> dict:
+    response = http.post(
+        "/api/knowledge-bases/docs/documents",
+        files=[("files", (name, body)) for name, body in files.items()],
+    )
+    assert response.status_code == 400, response.text
+    return response.json()["error"]
+
+
+def test_a_zip_archive_is_refused_at_upload_and_nothing_is_stored(api) -> None:
+    http, _ = api
+    create_kb(http)
+    bundle = _zip({"returns.md": b"# Returns\n\nWithin 30 days.", "notes.txt": b"Hello."})
+    error = _refused(http, {"bundle.zip": bundle, "ok.txt": b"A fine file."})
+    assert error["code"] == "unsupported_type"
+    assert error["message"].startswith("bundle.zip is a zip archive, which is not supported")
+    assert "upload the files in it instead" in error["message"]
+    # A zip named .docx that holds no Word document is not readable as one either.
+    error = _refused(http, {"report.docx": bundle})
+    assert error["message"].startswith("report.docx is not a readable Word document")
+    kb = http.get("/api/knowledge-bases/docs").json()
+    assert kb["document_count"] == 0
+    assert http.get("/api/knowledge-bases/docs/documents").json()["data"] == []
+    # A real Word document still goes in.
+    docx = _zip({"word/document.xml": DOCX_XML})
+    assert (
+        upload(http, "docs", {"real.docx": docx})["documents"][0]["content_type"]
+        == (parsing.CONTENT_TYPES["docx"])
+    )
+
+
+def test_a_file_whose_content_is_not_its_extensions_format_says_so(api) -> None:
+    http, _ = api
+    create_kb(http)
+    error = _refused(http, {"bad.pdf": b"\x00\x01\x02garbage"})
+    assert error["message"].startswith("bad.pdf is not a readable PDF (")
+    assert "not a supported file type" not in error["message"]
+    assert _refused(http, {"bad.csv": b"\x00\x01\x02"})["message"].startswith(
+        "bad.csv is not a readable CSV file (it holds binary data)"
+    )
+    # An extension we do not read still gets the list of those we do.
+    error = _refused(http, {"image.png": b"\x89PNG\x00\x00"})
+    assert error["message"] == (
+        f"image.png is not a supported file type; upload one of: {parsing.SUPPORTED}."
+    )
+
+
+def test_kb_add_refuses_a_zip_named_as_text_with_its_reason(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bundle.txt").write_bytes(_zip({"a.md": b"# A"}))
+    (docs / "fine.md").write_text("# Fine\n\nShipping takes two days.")
+    result = llmdeck("kb", "add", "support", str(docs))
+    assert result.exit_code == 1
+    assert "bundle.txt: bundle.txt is a zip archive, which is not supported" in result.stderr
+    assert "1 new or changed, 0 unchanged, 1 refused" in result.stdout

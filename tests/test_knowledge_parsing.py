@@ -101,9 +101,9 @@ def test_rows_become_blocks_with_metadata() -> None:
 
 
 def test_sniffing_refuses_binary_mismatch_and_huge_files() -> None:
-    with pytest.raises(InvalidRequest, match="not a supported file type"):
+    with pytest.raises(InvalidRequest, match="a.txt is not a readable text file"):
         parsing.sniff("a.txt", b"\x7fELF\x00\x00\x00binary")
-    with pytest.raises(InvalidRequest, match="content is not a pdf"):
+    with pytest.raises(InvalidRequest, match="fake.pdf is not a readable PDF"):
         parsing.sniff("fake.pdf", b"just text")
     with pytest.raises(InvalidRequest, match="content is pdf"):
         parsing.sniff("notes.txt", b"%PDF-1.4 ...")

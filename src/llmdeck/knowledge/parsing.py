@@ -108,20 +108,49 @@ async def read_upload(upload: Any) -> bytes:
     return data
 
 
+READABLE = {
+    "txt": "text file",
+    "md": "Markdown file",
+    "html": "HTML file",
+    "pdf": "PDF",
+    "docx": "Word document",
+    "csv": "CSV file",
+    "jsonl": "JSONL file",
+}
+
+
+def _zip_kind(data: bytes) -> str:
+    """docx, zip (an archive of anything else) or damaged; reads the member list only."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = set(archive.namelist())
+    except Exception:  # zipfile raises several kinds of error on hostile bytes
+        return "damaged"
+    return "docx" if "word/document.xml" in names else "zip"
+
+
 def sniff(name: str, data: bytes) -> str:
-    """The format of `data`, from its bytes first and its name second; refuses a mismatch."""
+    """The format of `data`, from its bytes first and its name second; refuses a mismatch,
+    an archive, and a file whose content is not the format its extension names."""
     if len(data) > MAX_FILE_BYTES:
         raise too_large(name, len(data))
     ext = EXTENSIONS.get(PurePath(name).suffix.lower())
     if data.startswith(b"%PDF-"):
         found = "pdf"
     elif data.startswith(b"PK\x03\x04"):
-        found = "docx"
+        found = _zip_kind(data)
     elif b"\x00" in data[:8192]:
         found = "binary"
     else:
         found = "text"
-    if found == "binary" or (found == "docx" and ext not in (None, "docx")):
+    if found in ("zip", "damaged") and ext != "docx":
+        raise InvalidRequest(
+            f"{name} is a zip archive, which is not supported; upload the files in it "
+            f"instead ({SUPPORTED}).",
+            param="file",
+            code="unsupported_type",
+        )
+    if found == "binary" and ext is None:
         raise InvalidRequest(
             f"{name} is not a supported file type; upload one of: {SUPPORTED}.",
             param="file",
@@ -135,9 +164,19 @@ def sniff(name: str, data: bytes) -> str:
                 code="type_mismatch",
             )
         return found
-    if ext in ("pdf", "docx"):
+    if ext in ("pdf", "docx") or found == "binary":
+        # The extension names a format we read, but the bytes are not that format.
+        why = {
+            "zip": "it is a zip archive without word/document.xml",
+            "damaged": "its zip structure is damaged",
+            "binary": "it holds binary data",
+            "text": "it is plain text",
+        }[found]
+        if ext == "pdf":
+            why = "it does not start with %PDF-, as every PDF does"
         raise InvalidRequest(
-            f"{name} is named .{ext} but its content is not a {ext} file.",
+            f"{name} is not a readable {READABLE[ext]} ({why}); check that it opens in its "
+            "usual application, or upload it under the extension of its real format.",
             param="file",
             code="type_mismatch",
         )
