@@ -4,6 +4,7 @@ review queues made with their experiment, chains checked when pushed, prompt aut
 from __future__ import annotations
 
 import asyncio
+import json
 
 from llmdeck.evals import service
 from llmdeck.evals.metrics import Sample
@@ -141,7 +142,7 @@ def test_experiment_ids_shown_in_full_and_taken_by_unique_prefix(db) -> None:
 
     both = llmdeck("eval", "compare", "01M91YD8ZA", "01m91zzz", "--json")
     assert both.exit_code == 0, both.output
-    got = [e["id"] for e in __import__("json").loads(both.stdout)[0]["experiments"]]
+    got = [e["id"] for e in json.loads(both.stdout)[0]["experiments"]]
     assert got == [IDS[0], IDS[2]]
 
     ambiguous = llmdeck("eval", "compare", "01M91YD8Z", "01M91ZZZ")
@@ -167,3 +168,64 @@ def test_api_takes_an_experiment_id_prefix() -> None:
             assert r.status_code == 400 and "matches several" in r.text
 
     asyncio.run(scenario())
+
+
+def _answer_all(db, experiment_id: str) -> None:
+    """Store an answer for each of the experiment's items (as a finished run would)."""
+    from llmdeck.evals import datasets
+    from llmdeck.evals.models import Experiment as E
+    from llmdeck.evals.models import ExperimentResult
+
+    with db.session() as session:
+        e = session.get(E, experiment_id)
+        d = session.get(datasets.Dataset, e.dataset_id)
+        for item in datasets.items(session, dataset=d, version=e.dataset_version):
+            session.add(
+                ExperimentResult(experiment_id=e.id, item_id=item.id, output="Hello Cy", scores={})
+            )
+
+
+def test_review_queue_created_with_its_experiment_through_the_api() -> None:
+    async def scenario():
+        async with running() as gw:
+            _experiments_with_ids(gw.runtime.db, IDS)
+            _answer_all(gw.runtime.db, IDS[2])
+            body = {"name": "greet-review", "experiment": IDS[2], "labels": ["good", "bad"]}
+            r = await gw.client.post("/api/review-queues", json=body)
+            assert r.status_code == 400, r.text
+            assert "experiment" in r.json()["error"]["message"], r.text
+            assert (await gw.client.get("/api/review-queues")).json() == []  # nothing made
+
+            body = {"name": "greet-review", "experiment_id": IDS[2], "labels": ["good", "bad"]}
+            r = await gw.client.post("/api/review-queues", json=body)
+            assert r.status_code == 201, r.text
+            assert r.json()["total"] == 1
+            tasks = (await gw.client.get("/api/review-queues/greet-review/tasks")).json()
+            assert [t["payload"]["output"] for t in tasks] == ["Hello Cy"]
+
+    asyncio.run(scenario())
+
+
+def test_review_cli_lists_creates_and_shows_queues(db) -> None:
+    _experiments_with_ids(db, IDS)
+    _answer_all(db, IDS[0])
+    made = llmdeck(
+        "eval", "review", "create", "greet", "--experiment", "01M91YD8ZA", "--label", "good"
+    )
+    assert made.exit_code == 0, made.output
+    assert "Created review queue greet with 1 tasks." in made.stdout
+    empty = llmdeck("eval", "review", "create", "later")
+    assert empty.exit_code == 0, empty.output
+    again = llmdeck("eval", "review", "create", "greet")
+    assert again.exit_code == 1 and "already exists" in again.output
+
+    listed = json.loads(llmdeck("eval", "review", "list", "--json").stdout)
+    assert [(q["name"], q["total"], q["labels"]) for q in listed] == [
+        ("greet", 1, "good"),
+        ("later", 0, ""),
+    ]
+    shown = llmdeck("eval", "review", "show", "greet")
+    assert shown.exit_code == 0, shown.output
+    assert "greet: 0 of 1 reviewed" in shown.stdout and "Hello Cy" in shown.stdout
+    missing = llmdeck("eval", "review", "show", "nosuch")
+    assert missing.exit_code == 1 and "No review queue named 'nosuch'" in missing.output

@@ -1,4 +1,5 @@
-"""CLI of evaluation: `llmdeck eval run|resume|list|show|compare` and `llmdeck datasets ...`."""
+"""CLI of evaluation: `llmdeck eval run|resume|list|compare|pairwise|review ...` and
+`llmdeck datasets ...`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from llmdeck.core.errors import Conflict, NotFound
 from llmdeck.core.settings import get_settings
 from llmdeck.evals import background, dataset_files, gate, service
 from llmdeck.evals import datasets as ds
+from llmdeck.evals.review_cli import review
 from llmdeck.evals.runner import run_experiment
 from llmdeck.evals.schemas import DatasetCreate
 from llmdeck.identity import service as identity
@@ -24,6 +26,7 @@ evals = typer.Typer(help="Experiments, metrics and the CI gate.", no_args_is_hel
 datasets = typer.Typer(help="Versioned evaluation datasets.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON.")
 PROJECT = typer.Option("default", help="Project to act in.")
+evals.add_typer(review, name="review")
 
 
 def _project_id(session, name: str) -> str:

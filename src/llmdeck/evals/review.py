@@ -18,6 +18,8 @@ from llmdeck.tracing import service as tracing
 
 
 def create_queue(session: Session, *, project_id: str, data: QueueCreate) -> ReviewQueue:
+    """A queue; with `experiment_id`, holding that experiment's results as its tasks (the API,
+    the console's form and the CLI all create queues here)."""
     if get_queue(session, project_id=project_id, name=data.name) is not None:
         raise Conflict(f"A review queue named {data.name!r} already exists.", param="name")
     queue = ReviewQueue(
@@ -25,7 +27,27 @@ def create_queue(session: Session, *, project_id: str, data: QueueCreate) -> Rev
     )
     session.add(queue)
     session.flush()
+    if data.experiment_id:
+        add_experiment(
+            session, project_id=project_id, queue=queue, experiment_id=data.experiment_id
+        )
     return queue
+
+
+def queue_public(session: Session, *, queue: ReviewQueue) -> dict[str, Any]:
+    """A queue's name, labels, instructions and how many of its tasks are reviewed."""
+    total, done = session.execute(
+        select(func.count(ReviewTask.id), func.count(ReviewTask.reviewed_at)).where(
+            ReviewTask.queue_id == queue.id
+        )
+    ).one()
+    return {
+        "name": queue.name,
+        "total": total,
+        "reviewed": done,
+        "labels": queue.labels,
+        "instructions": queue.instructions,
+    }
 
 
 def get_queue(session: Session, *, project_id: str, name: str) -> ReviewQueue | None:
@@ -42,17 +64,14 @@ def get_queue_or_raise(session: Session, *, project_id: str, name: str) -> Revie
 
 
 def list_queues(session: Session, *, project_id: str) -> list[dict[str, Any]]:
-    out = []
-    for queue in session.scalars(
-        select(ReviewQueue).where(ReviewQueue.project_id == project_id).order_by(ReviewQueue.name)
-    ):
-        total, done = session.execute(
-            select(func.count(ReviewTask.id), func.count(ReviewTask.reviewed_at)).where(
-                ReviewTask.queue_id == queue.id
-            )
-        ).one()
-        out.append({"name": queue.name, "total": total, "reviewed": done, "labels": queue.labels})
-    return out
+    return [
+        queue_public(session, queue=queue)
+        for queue in session.scalars(
+            select(ReviewQueue)
+            .where(ReviewQueue.project_id == project_id)
+            .order_by(ReviewQueue.name)
+        )
+    ]
 
 
 def add_experiment(

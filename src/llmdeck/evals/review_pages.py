@@ -67,6 +67,7 @@ def create_review_queue(
             name=form["name"],
             instructions=instructions,
             labels=[x.strip() for x in labels.split(",") if x.strip()],
+            experiment_id=experiment_id or None,
         )
     except ValidationError as exc:
         field = str(exc.errors()[0]["loc"][0])
@@ -77,10 +78,7 @@ def create_review_queue(
         return _review_page(request, viewer, form=form, errors=errors)
     try:
         with _db(request).session() as session:
-            queue = review.create_queue(session, project_id=viewer.project.id, data=data)
-            review.add_experiment(
-                session, project_id=viewer.project.id, queue=queue, experiment_id=experiment_id
-            )
+            review.create_queue(session, project_id=viewer.project.id, data=data)
     except LLMDeckError as exc:
         field = "name" if exc.param == "name" else "experiment_id"
         return _review_page(request, viewer, form=form, errors={field: exc.message})

@@ -335,8 +335,9 @@ def create_review_queue(
     principal: Principal = Depends(builder),
     session: Session = Depends(get_session),
 ):
+    """A review queue; `experiment_id` fills it with that experiment's results at once."""
     queue = review.create_queue(session, project_id=principal.project_id, data=body)
-    return {"name": queue.name, "labels": queue.labels}
+    return review.queue_public(session, queue=queue)
 
 
 @router.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -139,9 +139,17 @@ class Comparison(BaseModel):
 
 
 class QueueCreate(BaseModel):
+    # Unknown fields are refused, not dropped: a queue made without the experiment its
+    # caller meant to review is empty and looks fine.
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=200, pattern=NAME)
     instructions: str = Field(default="", max_length=5000)
     labels: list[str] = Field(default_factory=list)
+    experiment_id: str | None = Field(
+        default=None,
+        description="An experiment (id or unique prefix) whose results become the queue's tasks.",
+    )
 
 
 class QueueAdd(BaseModel):
