@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from llmdeck.cli.main import app
 from llmdeck.knowledge import parsing
 from tests.test_knowledge import api as api  # noqa: F401 - the fixture, shared
-from tests.test_knowledge import create_kb, upload
+from tests.test_knowledge import create_kb, search, upload, wait
 
 DOCX_XML = (
     b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
@@ -103,3 +103,36 @@ def test_kb_add_refuses_a_zip_named_as_text_with_its_reason(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "bundle.txt: bundle.txt is a zip archive, which is not supported" in result.stderr
     assert "1 new or changed, 0 unchanged, 1 refused" in result.stdout
+
+
+def test_a_replaced_document_keeps_its_metadata_unless_new_metadata_is_sent(
+    api, tmp_path: Path
+) -> None:
+    http, _ = api
+    create_kb(http, "support")
+    first = upload(
+        http,
+        "support",
+        {"returns.md": b"# Returns\n\nReturns within 30 days."},
+        metadata='{"team": "cs"}',
+    )
+    wait(http, first["job_id"])
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "returns.md").write_text("# Returns\n\nReturns within 60 days, with the receipt.")
+    added = llmdeck("kb", "add", "support", str(docs))
+    assert added.exit_code == 0, added.output
+    assert "1 new or changed" in added.stdout
+    (document,) = http.get("/api/knowledge-bases/support/documents").json()["data"]
+    assert document["metadata"] == {"team": "cs", "format": "md"}
+    hits = search(http, "support", "returns receipt", filters={"team": "cs"})
+    assert [h["document_name"] for h in hits] == ["returns.md"]
+    assert "60 days" in hits[0]["text"]
+    # An upload that sends metadata sets it.
+    again = upload(
+        http, "support", {"returns.md": b"# Returns\n\nNo returns."}, metadata='{"team": "ops"}'
+    )
+    wait(http, again["job_id"])
+    (document,) = http.get("/api/knowledge-bases/support/documents").json()["data"]
+    assert document["metadata"] == {"team": "ops", "format": "md"}
+    assert search(http, "support", "returns", filters={"team": "cs"}) == []

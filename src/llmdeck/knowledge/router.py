@@ -126,7 +126,11 @@ def delete_knowledge_base(
 async def upload_documents(
     kb: str,
     files: list[UploadFile] = File(description=f"Files: {parsing.SUPPORTED}."),
-    metadata: str | None = Form(default=None, description="JSON object stored on each file."),
+    metadata: str | None = Form(
+        default=None,
+        description="JSON object stored on each file. Without it, a file that replaces a "
+        "document of the same name keeps that document's metadata.",
+    ),
     principal: Principal = Depends(builder),
     runtime: Runtime = Depends(get_runtime),
 ):
@@ -137,10 +141,10 @@ async def upload_documents(
             param="files",
         )
     try:
-        meta = json.loads(metadata) if metadata else {}
+        meta = json.loads(metadata) if metadata else None
     except json.JSONDecodeError:
         raise InvalidRequest("metadata must be a JSON object.", param="metadata") from None
-    if not isinstance(meta, dict):
+    if meta is not None and not isinstance(meta, dict):
         raise InvalidRequest("metadata must be a JSON object.", param="metadata")
     uploads, total = [], 0
     for upload in files:

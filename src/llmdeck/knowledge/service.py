@@ -290,7 +290,11 @@ def add_document(
     data: bytes,
     metadata: dict[str, Any] | None = None,
 ) -> tuple[Document, bool]:
-    """Store an upload; (document, changed). Same name and content: nothing changes."""
+    """Store an upload; (document, changed). Same name and content: nothing changes.
+
+    A new file under a document's name replaces its content; `metadata` None keeps the
+    metadata the document was given before (updating a file does not lose it), a dict, even
+    empty, replaces it."""
     name = parsing.safe_name(name)
     kind = parsing.sniff(name, data)
     digest = hashlib.sha256(data).hexdigest()
@@ -329,7 +333,9 @@ def add_document(
     document.size = len(data)
     document.content_hash = digest
     document.status, document.error, document.chunk_count = "pending", None, 0
-    document.metadata_ = {**(metadata or {}), "format": kind}
+    if metadata is None:  # a replacement without metadata keeps the user's, not the format
+        metadata = {k: v for k, v in (document.metadata_ or {}).items() if k != "format"}
+    document.metadata_ = {**metadata, "format": kind}
     document.updated_at = utcnow()
     session.flush()
     return document, True
