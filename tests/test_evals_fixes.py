@@ -229,3 +229,48 @@ def test_review_cli_lists_creates_and_shows_queues(db) -> None:
     assert "greet: 0 of 1 reviewed" in shown.stdout and "Hello Cy" in shown.stdout
     missing = llmdeck("eval", "review", "show", "nosuch")
     assert missing.exit_code == 1 and "No review queue named 'nosuch'" in missing.output
+
+
+def test_a_chain_step_must_name_a_prompt_that_exists_and_run_errors_name_the_step(
+    upstream,
+) -> None:
+    async def scenario():
+        async with running() as gw:
+            await add_model(gw.client, "scripted", upstream.url)
+            r = await gw.client.post(
+                "/api/prompts/greeter/versions",
+                json={
+                    "messages": [{"role": "user", "content": "Greet {{name}}."}],
+                    "model": "scripted",
+                    "labels": ["production"],
+                },
+            )
+            assert r.status_code == 201, r.text
+            steps = [
+                {"type": "transform", "template": "{{ name | upper }}", "output": "loud"},
+                {"type": "prompt", "prompt": "nosuch@production"},
+            ]
+            r = await gw.client.post("/api/chains", json={"name": "greet", "steps": steps})
+            assert r.status_code == 400, r.text
+            message = r.json()["error"]["message"]
+            assert "Step 2 (prompt nosuch@production)" in message and "'nosuch'" in message
+            steps[1]["prompt"] = "greeter@staging"
+            r = await gw.client.post("/api/chains", json={"name": "greet", "steps": steps})
+            assert r.status_code == 400 and "no label 'staging'" in r.text, r.text
+            assert (await gw.client.get("/api/prompts/greet")).status_code == 404  # not saved
+
+            steps[1]["prompt"] = "greeter@production"
+            r = await gw.client.post("/api/chains", json={"name": "greet", "steps": steps})
+            assert r.status_code == 201, r.text
+            ran = await gw.client.post("/api/chains/greet/runs", json={"variables": {"name": "cy"}})
+            assert ran.status_code == 200, ran.text
+            # The prompt's label goes after the chain was saved: the run says which step broke.
+            r = await gw.client.delete("/api/prompts/greeter/labels/production")
+            assert r.status_code == 204, r.text
+            ran = await gw.client.post("/api/chains/greet/runs", json={"variables": {"name": "cy"}})
+            assert ran.status_code == 404, ran.text
+            assert ran.json()["error"]["message"].startswith(
+                "Step 2 (prompt greeter@production) of chain 'greet': "
+            ), ran.text
+
+    asyncio.run(scenario())

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from llmdeck.core.db import utcnow
-from llmdeck.core.errors import InvalidRequest, sentence
+from llmdeck.core.errors import InvalidRequest, LLMDeckError, sentence
 from llmdeck.core.ids import new_span_id, new_trace_id
 from llmdeck.identity.schemas import Principal
 from llmdeck.prompts import service
@@ -148,9 +148,14 @@ async def run_chain(
     error: BaseException | None = None
     try:
         for i, step in enumerate(version.steps or []):
-            step_result = await _run_step(
-                runtime, principal, step, scope, result, trace_id, chain_span, source
-            )
+            try:
+                step_result = await _run_step(
+                    runtime, principal, step, scope, result, trace_id, chain_span, source
+                )
+            except LLMDeckError as exc:
+                # Say which step failed (a prompt may have gone since the chain was saved).
+                _in_step(exc, name, i, step)
+                raise
             scope[step.get("output") or f"step{i + 1}"] = step_result.output
             result.steps.append(step_result)
             result.output = step_result.output
@@ -217,6 +222,13 @@ async def _run_step(
         )
     )
     return StepResult(type=kind, output=output, latency_ms=latency, span_id=span_id)
+
+
+def _in_step(exc: LLMDeckError, chain: str, i: int, step: dict[str, Any]) -> None:
+    """Make the error's message name the step and the chain it failed in."""
+    where = f"{step['type']} {_step_label(step)}".strip()
+    exc.message = f"Step {i + 1} ({where}) of chain {chain!r}: {exc.message}"
+    exc.args = (exc.message,)
 
 
 def _step_label(step: dict[str, Any]) -> str:

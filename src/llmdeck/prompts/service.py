@@ -171,6 +171,35 @@ def _check_steps(steps: list[dict[str, Any]]) -> list[str]:
     return check_steps(steps)
 
 
+def _check_step_prompts(session: Session, *, project_id: str, steps: list[dict[str, Any]]) -> None:
+    """Each prompt step's prompt (and label or version, when named) exists in the project and
+    is a prompt: a chain saved pointing nowhere would only fail when run."""
+    for i, step in enumerate(steps):
+        if step.get("type") != "prompt":
+            continue
+        ref = str(step["prompt"])
+        name, label, version = parse_ref(ref)
+        if get_by_name(session, project_id=project_id, name=name) is None:
+            raise InvalidRequest(
+                f"Step {i + 1} (prompt {ref}): no prompt named {name!r} in this project; "
+                "push it first, or fix the name.",
+                param="steps",
+            )
+        try:
+            prompt, _ = resolve(
+                session, project_id=project_id, name=name, label=label, version=version
+            )
+        except NotFound as exc:
+            raise InvalidRequest(
+                f"Step {i + 1} (prompt {ref}): {exc.message}", param="steps"
+            ) from None
+        if prompt.kind != "prompt":
+            raise InvalidRequest(
+                f"Step {i + 1} (prompt {ref}): {name!r} is a chain; a step runs a prompt.",
+                param="steps",
+            )
+
+
 @dataclass(frozen=True)
 class Pushed:
     """What pushing content did: `row` is the latest version, new only when `created`."""
@@ -215,6 +244,7 @@ def push_version(
     if data.steps is not None:
         kind = "chain"
         variables = _check_steps(data.steps)
+        _check_step_prompts(session, project_id=project_id, steps=data.steps)
     else:
         variables = messages_variables(messages)  # also rejects syntax errors now
     prompt = get_by_name(session, project_id=project_id, name=name)
