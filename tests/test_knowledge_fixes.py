@@ -136,3 +136,48 @@ def test_a_replaced_document_keeps_its_metadata_unless_new_metadata_is_sent(
     (document,) = http.get("/api/knowledge-bases/support/documents").json()["data"]
     assert document["metadata"] == {"team": "ops", "format": "md"}
     assert search(http, "support", "returns", filters={"team": "cs"}) == []
+
+
+def test_an_unknown_filter_key_is_refused_naming_the_keys_there_are(api) -> None:
+    http, _ = api
+    create_kb(http, "support")
+    done = upload(
+        http,
+        "support",
+        {"warranty.md": b"# Warranty\n\nThe warranty lasts two years."},
+        metadata='{"team": "cs"}',
+    )
+    wait(http, done["job_id"])
+    response = http.post(
+        "/api/knowledge-bases/support/search",
+        json={"query": "warranty", "filters": {"bogus": "x"}},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unknown_filter_key"
+    assert error["message"].startswith("Unknown filter key 'bogus'")
+    for key in ("document", "format", "team"):
+        assert key in error["message"]
+    # Known keys filter as before, matching or not.
+    assert search(http, "support", "warranty", filters={"team": "cs"})
+    assert search(http, "support", "warranty", filters={"team": "ops"}) == []
+    assert search(http, "support", "warranty", filters={"document": "warranty.md"})
+    one_error_line(
+        llmdeck("kb", "search", "support", "warranty", "--filter", '{"bogus": "x"}'),
+        "Unknown filter key 'bogus'",
+    )
+
+
+def test_jsonl_rows_bring_their_own_keys_so_an_unknown_one_is_a_notice(api) -> None:
+    http, _ = api
+    create_kb(http, "lines")
+    rows = b'{"text": "Volcanoes erupt lava.", "lang": "en"}\n'
+    wait(http, upload(http, "lines", {"rows.jsonl": rows})["job_id"])
+    assert search(http, "lines", "volcanoes", filters={"lang": "en"})  # a row's own key
+    response = http.post(
+        "/api/knowledge-bases/lines/search",
+        json={"query": "volcanoes", "filters": {"bogus": "x"}},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == []
+    assert "'bogus'" in response.json()["notice"]

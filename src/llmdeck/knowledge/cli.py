@@ -358,6 +358,8 @@ def kb_search(
         for row in rows:
             row["text"] = row["text"][:100].replace("\n", " ")
     emit(rows, ["rank", "score", "document_name", "page", "text"], as_json=as_json)
+    if result.notice:
+        errors.print(f"[yellow]note:[/yellow] {result.notice}", highlight=False, soft_wrap=True)
 
 
 @kb.command("ask")

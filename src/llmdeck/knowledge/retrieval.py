@@ -13,6 +13,7 @@ import numpy as np
 from sqlalchemy import select
 
 from llmdeck.core.db import utcnow
+from llmdeck.core.errors import InvalidRequest
 from llmdeck.core.ids import new_span_id, new_trace_id
 from llmdeck.gateway.schemas import ChatCompletionRequest
 from llmdeck.gateway.service import chat_call, embedding_call
@@ -236,7 +237,32 @@ async def search(
             ended_at=utcnow(),
         )
     )
-    return SearchResult(data=hits, version=target.version_number, trace_id=trace_id)
+    notice = None
+    if not hits and request.filters:  # an unknown key always matches nothing: only then look
+        notice = await anyio.to_thread.run_sync(_check_filter_keys, runtime.db, target, request)
+    return SearchResult(data=hits, version=target.version_number, trace_id=trace_id, notice=notice)
+
+
+def _check_filter_keys(db, target: Target, request: SearchRequest) -> str | None:
+    """Refuse filter keys that no chunk can have; a notice when JSONL rows might have them."""
+    with db.session() as session:
+        known, rows_have_fields = service.metadata_keys(session, kb_id=target.kb_id)
+    unknown = sorted(set(request.filters) - known)
+    if not unknown:
+        return None
+    names = ", ".join(repr(k) for k in unknown)
+    listed = ", ".join(sorted(known))
+    if rows_have_fields:
+        return (
+            f"No chunk matched. No document's metadata has the filter key {names} (they have: "
+            f"{listed}); unless a JSONL row carries it, check its spelling."
+        )
+    raise InvalidRequest(
+        f"Unknown filter key {names}: the documents of {target.kb_name!r} have none. "
+        f"Filter on one of: {listed}.",
+        param="filters",
+        code="unknown_filter_key",
+    )
 
 
 SYSTEM_PROMPT = (

@@ -142,6 +142,11 @@ class SearchResult(BaseModel):
     data: list[SearchHit]
     version: int
     trace_id: str | None = None
+    notice: str | None = Field(
+        default=None,
+        description="Why nothing matched, when a filter names a key no document's metadata "
+        "has but JSONL rows might.",
+    )
 
 
 class AskRequest(SearchRequest):

@@ -351,6 +351,23 @@ def _check_metadata(metadata: dict[str, Any]) -> None:
         )
 
 
+# Keys every chunk carries whatever its document's metadata: its document's name, and the
+# flag of a chunk longer than its embedding model reads.
+BUILT_IN_KEYS = ("document", TRUNCATED)
+
+
+def metadata_keys(session: Session, *, kb_id: str) -> tuple[set[str], bool]:
+    """The metadata keys a search of this knowledge base can filter on, from its documents'
+    metadata, and whether chunks may carry more (JSONL rows bring their own fields)."""
+    keys, rows_have_fields = set(BUILT_IN_KEYS), False
+    for (metadata,) in session.execute(select(Document.metadata_).where(Document.kb_id == kb_id)):
+        keys.update(metadata or {})
+        if (metadata or {}).get("format") in ("csv", "jsonl"):
+            keys.add("row")
+            rows_have_fields |= metadata.get("format") == "jsonl"
+    return keys, rows_have_fields
+
+
 def list_documents(
     session: Session, *, kb: KnowledgeBase, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[Document], str | None]:
