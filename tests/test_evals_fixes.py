@@ -274,3 +274,57 @@ def test_a_chain_step_must_name_a_prompt_that_exists_and_run_errors_name_the_ste
             ), ran.text
 
     asyncio.run(scenario())
+
+
+def test_prompt_history_names_the_author_however_the_version_was_made(db, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+    from sqlalchemy import update
+
+    from llmdeck.app import create_app
+    from llmdeck.core.settings import get_settings
+    from llmdeck.identity import service as identity
+    from llmdeck.identity.models import User
+    from llmdeck.identity.schemas import ApiKeyCreate
+    from llmdeck.prompts.models import PromptVersion
+    from tests.test_console import add_user, sign_in
+
+    spec = tmp_path / "greet.yaml"
+    spec.write_text("name: greet\nmessages:\n  - {role: user, content: 'Hi {{ name }}'}\n")
+    pushed = llmdeck("prompts", "push", str(spec))
+    assert pushed.exit_code == 0, pushed.output
+
+    app = create_app(get_settings())
+    with TestClient(app, follow_redirects=False) as client:
+        with db.session() as session:
+            project = identity.get_project_by_name_or_raise(session, name="default")
+            _, secret = identity.create_key(
+                session, project=project, data=ApiKeyCreate(name="ci-bot")
+            )
+        body = {"messages": [{"role": "user", "content": "Hello {{ name }}"}]}
+        r = client.post(
+            "/api/prompts/greet/versions", json=body, headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["created_by"] == "API key ci-bot"
+
+        add_user(app, "ana@example.com", "builder")
+        body = {"messages": [{"role": "user", "content": "Hey {{ name }}"}]}
+        r = client.post(
+            "/api/prompts/greet/versions", json=body, headers={"Authorization": f"Bearer {secret}"}
+        )
+        with db.session() as session:
+            ana = session.query(User).filter_by(email="ana@example.com").one()
+            # A version stored before authors were readable holds the user's id.
+            session.execute(
+                update(PromptVersion).where(PromptVersion.version == 3).values(created_by=ana.id)
+            )
+        versions = client.get(
+            "/api/prompts/greet/versions", headers={"Authorization": f"Bearer {secret}"}
+        ).json()
+        assert [v["created_by"] for v in versions] == ["ana@example.com", "API key ci-bot", "CLI"]
+
+        sign_in(client, "ana@example.com")
+        page = client.get("/prompts/greet").text
+        for author in ("ana@example.com", "API key ci-bot", "CLI"):
+            assert author in page
+        assert ana.id not in page

@@ -14,8 +14,8 @@ from llmdeck.core.errors import InvalidRequest
 from llmdeck.core.settings import get_settings
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import Principal
+from llmdeck.prompts import authors, service
 from llmdeck.prompts import chains as chain_logic
-from llmdeck.prompts import service
 from llmdeck.prompts.schemas import PromptVersionCreate
 from llmdeck.runtime import Runtime
 
@@ -61,7 +61,12 @@ def prompts_push(
         data = validated(PromptVersionCreate, **doc)
     with db_session() as session:
         pushed = service.push_version(
-            session, project_id=_pid(session, project), name=name, data=data, role="admin"
+            session,
+            project_id=_pid(session, project),
+            name=name,
+            data=data,
+            role="admin",
+            author=authors.CLI,
         )
     _report("Prompt", name, pushed, data.labels)
 
@@ -99,7 +104,14 @@ def prompts_label(name: str, label: str, version: int, project: str = PROJECT) -
     """Point LABEL at VERSION (rolling back is pointing it at an older one)."""
     with db_session() as session:
         prompt = service.get_by_name_or_raise(session, project_id=_pid(session, project), name=name)
-        service.set_label(session, prompt=prompt, label=label, version=version, role="admin")
+        service.set_label(
+            session,
+            prompt=prompt,
+            label=label,
+            version=version,
+            role="admin",
+            author=authors.CLI,
+        )
     console.print(f"{name}@{label} → version {version}.")
 
 
@@ -152,7 +164,12 @@ def chains_push(
     with db_session() as session:
         name, data = chain_logic.load_yaml(path.read_text())
         pushed = service.push_version(
-            session, project_id=_pid(session, project), name=name, data=data, role="admin"
+            session,
+            project_id=_pid(session, project),
+            name=name,
+            data=data,
+            role="admin",
+            author=authors.CLI,
         )
     _report("Chain", name, pushed, data.labels)
 

@@ -15,7 +15,7 @@ from llmdeck.console import flash
 from llmdeck.console.auth import Viewer, signed_in
 from llmdeck.console.shell import console_of
 from llmdeck.core.errors import LLMDeckError
-from llmdeck.prompts import service
+from llmdeck.prompts import authors, service
 from llmdeck.prompts.rendering import variables_of
 
 router = APIRouter(include_in_schema=False)
@@ -69,7 +69,8 @@ def editor(
         if current is not None and diff_from:
             older = service.get_version_or_raise(session, prompt=prompt, version=diff_from)
             diff = service.diff(prompt, older, current)
-        public = [service.version_public(prompt, x, labels) for x in versions]
+        names = authors.names(session, [x.created_by for x in versions])
+        public = [service.version_public(prompt, x, labels, names) for x in versions]
         inputs = (
             _chain_inputs(session, viewer.project.id, current.steps or [], current.variables or [])
             if current is not None and prompt.kind == "chain"

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from llmdeck.identity.deps import get_principal, get_runtime, get_session, known_principal, requires
 from llmdeck.identity.schemas import Principal
-from llmdeck.prompts import chains, service
+from llmdeck.prompts import authors, chains, service
 from llmdeck.prompts.cache import cache_for
 from llmdeck.prompts.schemas import (
     NAME,
@@ -56,7 +56,9 @@ def _pushed(session: Session, pushed: service.Pushed, response: Response) -> Pro
     """The version a push left as latest: 201 when it is new, 200 when it was kept."""
     response.status_code = 201 if pushed.created else 200
     label_map = service.labels(session, prompt=pushed.prompt)
-    public = service.version_public(pushed.prompt, pushed.row, label_map)
+    public = service.version_public(
+        pushed.prompt, pushed.row, label_map, authors.names(session, [pushed.row.created_by])
+    )
     return PromptVersionPushed(**public.model_dump(), created=pushed.created)
 
 
@@ -85,7 +87,7 @@ def create_prompt_version(
         name=name,
         data=body,
         role=principal.role,
-        author=principal.api_key_id or principal.user_id,
+        author=authors.of(session, principal),
     )
     return _pushed(session, pushed, response)
 
@@ -121,10 +123,9 @@ def list_prompt_versions(
     """Every version, newest first."""
     prompt = service.get_by_name_or_raise(session, project_id=principal.project_id, name=name)
     label_map = service.labels(session, prompt=prompt)
-    return [
-        service.version_public(prompt, v, label_map)
-        for v in service.versions(session, prompt=prompt)
-    ]
+    versions = service.versions(session, prompt=prompt)
+    names = authors.names(session, [v.created_by for v in versions])
+    return [service.version_public(prompt, v, label_map, names) for v in versions]
 
 
 @router.put("/{name}/labels/{label}", operation_id="set_prompt_label", response_model=dict)
@@ -143,7 +144,7 @@ def set_prompt_label(
         label=label,
         version=body.version,
         role=principal.role,
-        author=principal.api_key_id or principal.user_id,
+        author=authors.of(session, principal),
     )
     return {"name": name, "label": label, "version": body.version}
 
@@ -223,7 +224,7 @@ async def create_chain_version(
             name=name,
             data=data,
             role=principal.role,
-            author=principal.api_key_id or principal.user_id,
+            author=authors.of(session, principal),
         )
         return _pushed(session, pushed, response)
 

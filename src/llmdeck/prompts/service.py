@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from llmdeck.core.db import utcnow
 from llmdeck.core.errors import InvalidRequest, NotFound
 from llmdeck.identity.roles import require
+from llmdeck.prompts import authors
 from llmdeck.prompts.models import Prompt, PromptChanges, PromptLabel, PromptVersion
 from llmdeck.prompts.rendering import messages_variables, render_messages
 from llmdeck.prompts.schemas import (
@@ -44,7 +45,9 @@ def fetch(
     """A version as the API and SDK show it, by label or number (the server's route caches
     this: see prompts/cache.py)."""
     prompt, row = resolve(session, project_id=project_id, name=name, label=label, version=version)
-    return version_public(prompt, row, labels(session, prompt=prompt))
+    return version_public(
+        prompt, row, labels(session, prompt=prompt), authors.names(session, [row.created_by])
+    )
 
 
 generation = 0  # bumped on every change, so in-process caches (the gateway stage) can tell
@@ -413,8 +416,12 @@ def diff(prompt: Prompt, a: PromptVersion, b: PromptVersion) -> str:
 
 
 def version_public(
-    prompt: Prompt, version: PromptVersion, label_map: dict[str, int]
+    prompt: Prompt,
+    version: PromptVersion,
+    label_map: dict[str, int],
+    authors: dict[str, str] | None = None,
 ) -> PromptVersionPublic:
+    """A version as the API shows it; `authors` (authors.names) makes stored ids readable."""
     return PromptVersionPublic(
         name=prompt.name,
         kind=prompt.kind,
@@ -426,7 +433,7 @@ def version_public(
         variables=version.variables or [],
         commit_message=version.commit_message,
         labels=sorted(n for n, v in label_map.items() if v == version.version),
-        created_by=version.created_by,
+        created_by=(authors or {}).get(version.created_by or "", version.created_by),
         created_at=version.created_at,
     )
 
