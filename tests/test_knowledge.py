@@ -477,7 +477,7 @@ def test_console_pages_upload_show_status_and_ask(db: Database, settings: Settin
             data={"csrf_token": token},
             files=[("files", ("faq.txt", FAQ)), ("files", ("x.pdf", b"not a pdf"))],
         )
-        assert uploaded.status_code == 200 and "content is not a pdf" in uploaded.text
+        assert uploaded.status_code == 200 and "x.pdf is not a readable PDF" in uploaded.text
         assert "faq.txt" in uploaded.text and "hx-trigger" in uploaded.text  # live status
         deadline = time.monotonic() + 120
         page = http.get("/knowledge/notes").text
