@@ -4,6 +4,7 @@ the REST API through the app on both databases."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -181,3 +182,40 @@ def test_jsonl_rows_bring_their_own_keys_so_an_unknown_one_is_a_notice(api) -> N
     assert response.status_code == 200, response.text
     assert response.json()["data"] == []
     assert "'bogus'" in response.json()["notice"]
+
+
+def test_kb_ask_and_search_take_the_apis_retrieval_options(api, upstream) -> None:
+    http, _ = api
+    added = http.post(
+        "/api/models", json={"alias": "scripted", "upstream_name": "m", "base_url": upstream.url}
+    )
+    assert added.status_code == 201, added.text
+    create_kb(http, "support")
+    files = {
+        "warranty.md": b"# Warranty\n\nThe warranty lasts two years.",
+        "returns.md": b"# Returns\n\nReturns are accepted within 30 days of the warranty start.",
+    }
+    wait(http, upload(http, "support", files)["job_id"])
+    upstream.default = {"kind": "ok", "text": "Thirty days [1]."}
+    asked = llmdeck(
+        "kb", "ask", "support", "warranty returns", "--model", "scripted", "--json",
+        "--mode", "keyword", "--top-k", "1", "--filter", '{"document": "returns.md"}',
+    )  # fmt: skip
+    assert asked.exit_code == 0, asked.output
+    sources = json.loads(asked.stdout)["sources"]
+    assert [s["document_name"] for s in sources] == ["returns.md"]
+
+    found = llmdeck(
+        "kb", "search", "support", "warranty", "--json", "--keyword-weight", "2",
+        "--vector-weight", "0.5", "--mmr", "--mmr-lambda", "0.7", "--rerank", "embedding",
+    )  # fmt: skip
+    assert found.exit_code == 0, found.output
+    assert {h["document_name"] for h in json.loads(found.stdout)} == set(files)
+
+    # Refused by the API's own schema, named as typed.
+    one_error_line(llmdeck("kb", "ask", "support", "q", "--top-k", "0"), "--top-k: Input should be")
+    one_error_line(
+        llmdeck("kb", "search", "support", "q", "--mmr-lambda", "2"), "--mmr-lambda: Input should"
+    )
+    one_error_line(llmdeck("kb", "ask", "support", "q", "--rerank", "bogus"), "rerank")
+    one_error_line(llmdeck("kb", "ask", "support", "q", "--filter", "{bad"), "--filter must be")

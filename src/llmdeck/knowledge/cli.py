@@ -326,25 +326,70 @@ def _run_with_progress(job_id: str) -> None:
         errors.print(f"[yellow]note:[/yellow] {notice}", highlight=False, soft_wrap=True)
 
 
+def _default(field: str):
+    return AskRequest.model_fields[field].default
+
+
+# Retrieval options of `kb search` and `kb ask`: the API's fields, names and defaults.
+MODE = typer.Option(_default("mode"), help="hybrid, keyword or vector.")
+TOP_K = typer.Option(_default("top_k"), help="How many chunks.")
+FILTERS = typer.Option(
+    "{}", "--filter", help='Metadata filters, JSON: {"document": "faq.md", "row": [1, 2]}.'
+)
+KEYWORD_WEIGHT = typer.Option(_default("keyword_weight"), help="Keyword ranking's RRF weight.")
+VECTOR_WEIGHT = typer.Option(_default("vector_weight"), help="Vector ranking's RRF weight.")
+MMR = typer.Option(_default("mmr"), "--mmr", help="Diversify results (maximal marginal relevance).")
+MMR_LAMBDA = typer.Option(_default("mmr_lambda"), help="MMR trade-off; 1: relevance only.")
+RERANK = typer.Option(
+    _default("rerank"), help="none, or embedding: re-score candidates by cosine similarity."
+)
+# The CLI option that sets each field, so that a refusal names what the user typed.
+OPTIONS = {
+    "top_k": "--top-k",
+    "filters": "--filter",
+    "keyword_weight": "--keyword-weight",
+    "vector_weight": "--vector-weight",
+    "mmr_lambda": "--mmr-lambda",
+    "max_tokens": "--max-tokens",
+}
+
+
+def _retrieval(**values):
+    """The retrieval fields as the API takes them, --filter parsed from its JSON."""
+    return {**values, "filters": _json_object("--filter", values["filters"])}
+
+
 @kb.command("search")
 def kb_search(
     name: str,
     query: str,
     project: str = PROJECT,
-    mode: str = typer.Option("hybrid", help="hybrid, keyword or vector."),
-    top_k: int = typer.Option(5, help="How many chunks."),
-    filters: str = typer.Option("{}", "--filter", help='JSON, e.g. {"document": "faq.md"}.'),
+    mode: str = MODE,
+    top_k: int = TOP_K,
+    filters: str = FILTERS,
+    keyword_weight: float = KEYWORD_WEIGHT,
+    vector_weight: float = VECTOR_WEIGHT,
+    mmr: bool = MMR,
+    mmr_lambda: float = MMR_LAMBDA,
+    rerank: str = RERANK,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search a knowledge base."""
     with fail_cleanly():
         request = validated(
             SearchRequest,
+            options=OPTIONS,
             query=query,
-            mode=mode,
-            top_k=top_k,
-            filters=_json_object("--filter", filters),
-            options={"top_k": "--top-k", "filters": "--filter"},
+            **_retrieval(
+                mode=mode,
+                top_k=top_k,
+                filters=filters,
+                keyword_weight=keyword_weight,
+                vector_weight=vector_weight,
+                mmr=mmr,
+                mmr_lambda=mmr_lambda,
+                rerank=rerank,
+            ),
         )
     principal = _principal(project)
     with fail_cleanly():
@@ -367,14 +412,41 @@ def kb_ask(
     name: str,
     question: str,
     project: str = PROJECT,
-    model: str = typer.Option("smollm2-135m", help="Chat model alias."),
-    max_tokens: int = typer.Option(200, help="Longest answer, in tokens."),
+    model: str = typer.Option(_default("model"), help="Chat model alias."),
+    max_tokens: int = typer.Option(_default("max_tokens"), help="Longest answer, in tokens."),
+    temperature: float | None = typer.Option(None, help="Sampling temperature, 0 to 2."),
+    mode: str = MODE,
+    top_k: int = TOP_K,
+    filters: str = FILTERS,
+    keyword_weight: float = KEYWORD_WEIGHT,
+    vector_weight: float = VECTOR_WEIGHT,
+    mmr: bool = MMR,
+    mmr_lambda: float = MMR_LAMBDA,
+    rerank: str = RERANK,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Answer a question from a knowledge base, with citations."""
+    with fail_cleanly():
+        request = validated(
+            AskRequest,
+            options=OPTIONS,
+            query=question,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            **_retrieval(
+                mode=mode,
+                top_k=top_k,
+                filters=filters,
+                keyword_weight=keyword_weight,
+                vector_weight=vector_weight,
+                mmr=mmr,
+                mmr_lambda=mmr_lambda,
+                rerank=rerank,
+            ),
+        )
     principal = _principal(project)
     with fail_cleanly():
-        request = validated(AskRequest, query=question, model=model, max_tokens=max_tokens)
         runtime = _runtime()
         try:
             result = asyncio.run(retrieval.ask(runtime, principal, name, request))
