@@ -61,12 +61,13 @@ class LocalProvider(Provider):
         emit(_DONE)
 
     def _generate_into(self, request: ChatRequest, emit, cancelled: threading.Event) -> None:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
         model, tokenizer = local_models.chat_model(
             self.settings.model_cache, self.settings.local_threads
         )
+        # Both imported by now, under the models' lock (see local_models.stopping_criteria).
+        import torch
+
+        StoppingCriteria, StoppingCriteriaList = local_models.stopping_criteria()
         input_ids = tokenizer.apply_chat_template(
             _plain_messages(request.messages),
             add_generation_prompt=True,

@@ -110,6 +110,17 @@ def chat_model(cache_dir: Path, threads: int = 0):
         return _chat
 
 
+def stopping_criteria():
+    """transformers' (StoppingCriteria, StoppingCriteriaList), imported under the models'
+    lock: transformers imports its parts lazily, and a thread importing them while another
+    loads a model (a knowledge base embedding in the background) saw a half-initialised
+    module, an ImportError on the first chat call."""
+    with _lock:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+    return StoppingCriteria, StoppingCriteriaList
+
+
 def chat_model_loaded() -> bool:
     """Whether this process has the chat model in memory (its first call loads it)."""
     return _chat is not None
@@ -123,5 +134,9 @@ def embedding_model(threads: int = 0):
             _torch(threads)
             from sentence_transformers import SentenceTransformer
 
-            _embedder = SentenceTransformer(str(embedding_model_path()), device="cpu")
+            embedder = SentenceTransformer(str(embedding_model_path()), device="cpu")
+            # The first encode imports more of transformers: done here, under the lock, so
+            # that it cannot race a chat model loading on another thread.
+            embedder.encode(["llmdeck"])
+            _embedder = embedder
         return _embedder
