@@ -58,6 +58,16 @@ def _runtime():
     return Runtime.start(get_settings())
 
 
+def _with_runtime(work):
+    """`work(runtime)` run to its end in a runtime started for it, then stopped."""
+    with fail_cleanly():
+        runtime = _runtime()
+        try:
+            return asyncio.run(work(runtime))
+        finally:
+            asyncio.run(runtime.stop())
+
+
 @kb.command("create")
 def kb_create(
     name: str,
@@ -392,12 +402,7 @@ def kb_search(
             ),
         )
     principal = _principal(project)
-    with fail_cleanly():
-        runtime = _runtime()
-        try:
-            result = asyncio.run(retrieval.search(runtime, principal, name, request))
-        finally:
-            asyncio.run(runtime.stop())
+    result = _with_runtime(lambda runtime: retrieval.search(runtime, principal, name, request))
     rows = [h.model_dump() for h in result.data]
     if not as_json:  # JSON carries each chunk whole, as the REST search does
         for row in rows:
@@ -446,12 +451,7 @@ def kb_ask(
             ),
         )
     principal = _principal(project)
-    with fail_cleanly():
-        runtime = _runtime()
-        try:
-            result = asyncio.run(retrieval.ask(runtime, principal, name, request))
-        finally:
-            asyncio.run(runtime.stop())
+    result = _with_runtime(lambda runtime: retrieval.ask(runtime, principal, name, request))
     if as_json:
         console.print_json(result.model_dump_json())
         return
