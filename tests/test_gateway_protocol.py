@@ -15,39 +15,32 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, free_port, start_server, stop_server
+from tests.conftest import LiveServer
+from tests.live_server import serving
+from tests.test_gateway_support import scripted_upstream
 from tests.upstream import ScriptedUpstream
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ScriptedUpstream]:
-    server = ScriptedUpstream()
-    server.start(free_port())
-    yield server
-    server.stop()
+    yield from scripted_upstream("Hello from upstream.")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, upstream: ScriptedUpstream):
-    live = start_server(tmp_path_factory.mktemp("protocol") / "home")
-    with live.client() as http:
-        created = http.post(
-            "/api/models",
-            json={"alias": "up", "upstream_name": "upstream-model", "base_url": upstream.url},
-        )
-        assert created.status_code == 201, created.text
-        created = http.post(
-            "/api/models",
-            json={
-                "alias": "up-embed",
-                "kind": "embedding",
-                "upstream_name": "upstream-embedder",
-                "base_url": upstream.url,
-            },
-        )
-        assert created.status_code == 201, created.text
-    yield live
-    stop_server(live)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, upstream: ScriptedUpstream
+) -> Iterator[LiveServer]:
+    with serving(
+        tmp_path_factory.mktemp("protocol") / "home",
+        {"alias": "up", "upstream_name": "upstream-model", "base_url": upstream.url},
+        {
+            "alias": "up-embed",
+            "kind": "embedding",
+            "upstream_name": "upstream-embedder",
+            "base_url": upstream.url,
+        },
+    ) as live:
+        yield live
 
 
 @pytest.fixture(autouse=True)
@@ -359,13 +352,8 @@ def test_a_call_too_large_to_read_here_gets_the_gateways_error(wire: Wire) -> No
 
 
 def test_shutdown_waits_for_a_call_in_flight(tmp_path, upstream: ScriptedUpstream) -> None:
-    live = start_server(tmp_path / "home")
-    try:
-        with live.client() as http:
-            http.post(
-                "/api/models",
-                json={"alias": "up", "upstream_name": "m", "base_url": upstream.url},
-            ).raise_for_status()
+    model = {"alias": "up", "upstream_name": "m", "base_url": upstream.url}
+    with serving(tmp_path / "home", model) as live:
         upstream.script.append({"kind": "delay", "seconds": 1.0})
         conn = Wire(live)
         conn.send(conn.chat())
@@ -377,7 +365,5 @@ def test_shutdown_waits_for_a_call_in_flight(tmp_path, upstream: ScriptedUpstrea
         conn.close()
         # uvicorn shuts down gracefully, then ends by the signal it was sent.
         assert live.process.wait(timeout=30) in (0, -15)
-    finally:
-        stop_server(live)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{live.url}/api/health", timeout=1)

@@ -19,9 +19,10 @@ import openai
 import pytest
 from starlette.requests import ClientDisconnect
 
-from tests.conftest import LiveServer, free_port, start_server, stop_server
+from tests.conftest import LiveServer
+from tests.live_server import serving
 from tests.test_gateway_protocol import Wire
-from tests.test_gateway_support import MASTER, running
+from tests.test_gateway_support import MASTER, running, scripted_upstream
 from tests.upstream import ScriptedUpstream
 
 # The upstream sends two words, then waits for ever: the client stops there.
@@ -31,29 +32,22 @@ PARTIAL = "Hello from "
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ScriptedUpstream]:
-    server = ScriptedUpstream()
-    server.start(free_port())
-    yield server
-    server.stop()
+    yield from scripted_upstream("Hello from upstream.")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, upstream: ScriptedUpstream):
-    live = start_server(tmp_path_factory.mktemp("stream-stop") / "home")
-    with live.client() as http:
-        created = http.post(
-            "/api/models",
-            json={
-                "alias": "up",
-                "upstream_name": "upstream-model",
-                "base_url": upstream.url,
-                "input_price_per_mtok": 1000.0,
-                "output_price_per_mtok": 2000.0,
-            },
-        )
-        assert created.status_code == 201, created.text
-    yield live
-    stop_server(live)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, upstream: ScriptedUpstream
+) -> Iterator[LiveServer]:
+    model = {
+        "alias": "up",
+        "upstream_name": "upstream-model",
+        "base_url": upstream.url,
+        "input_price_per_mtok": 1000.0,
+        "output_price_per_mtok": 2000.0,
+    }
+    with serving(tmp_path_factory.mktemp("stream-stop") / "home", model) as live:
+        yield live
 
 
 @pytest.fixture(autouse=True)
