@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -135,6 +136,28 @@ def test_feedback_right_after_the_call_waits_for_its_spans(api) -> None:
     timer.join()
     assert made.status_code == 201, made.text
     assert 0.9 < time.monotonic() - started < feedback.TRACE_WAIT
+
+
+def test_feedback_waiting_for_traces_leaves_the_server_free(api, monkeypatch) -> None:
+    """60 feedback calls on traces that never come wait together, holding no server thread:
+    the API answers others meanwhile (sync endpoints run on a pool of 40 threads)."""
+    http, _, _ = api
+    monkeypatch.setattr(feedback, "TRACE_WAIT", 3.0)
+    with ThreadPoolExecutor(60) as pool:
+        started = time.monotonic()
+        waiting = [
+            pool.submit(http.post, f"/api/traces/{new_trace_id()}/feedback", json={"score": 1})
+            for _ in range(60)
+        ]
+        time.sleep(0.5)
+        asked = time.monotonic()
+        health, traces = http.get("/api/health"), http.get("/api/traces")
+        answered_in = time.monotonic() - asked
+        assert answered_in < 1.0, f"other requests waited {answered_in:.1f} s"
+        assert not any(w.done() for w in waiting), "the feedback calls were still waiting"
+        assert health.status_code == 200 and traces.status_code == 200
+        assert [w.result().status_code for w in waiting] == [404] * 60
+    assert time.monotonic() - started >= feedback.TRACE_WAIT
 
 
 # 3. One scale, and the same filters as the other figures

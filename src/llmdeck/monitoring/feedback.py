@@ -10,11 +10,13 @@ once, then looks again for a few seconds (`TRACE_WAIT`) before answering 404.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,6 +34,7 @@ MAX_LIMIT = 200
 # processor waits up to 5 s: such an app should force_flush before it sends feedback.
 TRACE_WAIT = 5.0
 _POLL = 0.25
+_FIRST_POLL = 0.02  # a queued span is written in a few ms once the writer is woken
 
 
 def trace_id_or_raise(trace_id: str) -> str:
@@ -73,7 +76,7 @@ def _not_recorded(trace_id: str, span_id: str | None) -> NotFound:
     )
 
 
-def wait_for_trace(
+async def wait_for_trace(
     db: Database,
     writer: TraceWriter | None,
     *,
@@ -82,23 +85,34 @@ def wait_for_trace(
     span_id: str | None = None,
     wait: float | None = None,
 ) -> None:
-    """Return once the trace (and span) is stored in the project; NotFound after `wait` s."""
+    """Return once the trace (and span) is stored in the project; NotFound after `wait` s.
+
+    It waits on the event loop, each look a short query in the threadpool: a burst of
+    feedback on unknown ids would otherwise hold every worker thread for the whole wait.
+    """
     wait = TRACE_WAIT if wait is None else wait
     deadline = time.monotonic() + wait
-    flushed = writer is None
+    nudged = writer is None
+    pause = _FIRST_POLL
     while True:
-        with db.session() as session:
-            if is_recorded(session, project_id=project_id, trace_id=trace_id, span_id=span_id):
-                return
+        if await run_in_threadpool(_is_stored, db, project_id, trace_id, span_id):
+            return
         left = deadline - time.monotonic()
         if left <= 0:
             raise _not_recorded(trace_id, span_id)
-        if not flushed:
+        if not nudged:
             # The common case (a gateway call that just answered): its span is queued here.
-            writer.flush(timeout=left)  # type: ignore[union-attr]
-            flushed = True
-        else:
-            time.sleep(min(_POLL, left))
+            # timeout=0 wakes the writer without waiting for its queue to empty, which under
+            # steady traffic it may never do; the looks below see the span once written.
+            writer.flush(timeout=0)  # type: ignore[union-attr]
+            nudged = True
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, _POLL)
+
+
+def _is_stored(db: Database, project_id: str, trace_id: str, span_id: str | None) -> bool:
+    with db.session() as session:
+        return is_recorded(session, project_id=project_id, trace_id=trace_id, span_id=span_id)
 
 
 def create(session: Session, *, project_id: str, trace_id: str, data: FeedbackCreate) -> Feedback:

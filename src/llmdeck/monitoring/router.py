@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from llmdeck.core.db import Database
 from llmdeck.identity.deps import get_principal, get_runtime, get_session, requires
 from llmdeck.identity.schemas import Principal
 from llmdeck.monitoring import alerts, calls, drift, feedback, metrics, retention
@@ -108,7 +109,7 @@ def get_top(
     response_model=FeedbackPublic,
     status_code=201,
 )
-def create_feedback(
+async def create_feedback(
     trace_id: str,
     body: FeedbackCreate,
     principal: Principal = Depends(give_feedback),
@@ -119,17 +120,23 @@ def create_feedback(
     A trace whose spans are still on their way (feedback right after the answer) is waited
     for a few seconds; one that does not come is a 404."""
     trace_id = feedback.check(trace_id, body)
-    feedback.wait_for_trace(
+    await feedback.wait_for_trace(
         runtime.db,
         runtime.writer,
         project_id=principal.project_id,
         trace_id=trace_id,
         span_id=body.span_id,
     )
-    with runtime.db.session() as session:
-        row = feedback.create(
-            session, project_id=principal.project_id, trace_id=trace_id, data=body
-        )
+    return await run_in_threadpool(
+        _store_feedback, runtime.db, principal.project_id, trace_id, body
+    )
+
+
+def _store_feedback(
+    db: Database, project_id: str, trace_id: str, body: FeedbackCreate
+) -> FeedbackPublic:
+    with db.session() as session:
+        row = feedback.create(session, project_id=project_id, trace_id=trace_id, data=body)
         return FeedbackPublic.model_validate(row)
 
 
