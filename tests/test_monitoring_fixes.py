@@ -392,6 +392,47 @@ def test_the_platforms_own_calls_are_left_out_of_figures_and_alerts(api) -> None
         receiver.close()
 
 
+def _own_and_app_calls(db: Database, project_id: str) -> None:
+    """Three application calls ($0.01 each) and four of the platform's own ($0.071)."""
+    now = datetime.now(UTC) - timedelta(seconds=5)
+    app = [_span(project_id, now, attributes={"source": s}) for s in ("gateway", "otlp")]
+    app.append(_span(project_id, now, model="m-large"))
+    own = [
+        _span(project_id, now, model="m-large", cost=0.05, attributes={"source": "eval"}),
+        _span(project_id, now, cost=0.02, attributes={"source": "eval-judge"}),
+        _span(project_id, now, kind="embedding", cost=0.001, attributes={"source": "monitoring"}),
+        _span(
+            project_id, now, kind="embedding", cost=0.0, attributes={"source": "knowledge-ingest"}
+        ),
+    ]
+    write_spans(db, app + own)
+
+
+def test_the_summary_says_what_the_platforms_own_calls_cost(api) -> None:
+    http, db, project_id = api
+    _own_and_app_calls(db, project_id)
+
+    def summary(**params) -> dict:
+        return http.get("/api/monitoring/summary", params={"window": "1h", **params}).json()
+
+    figures = summary()
+    assert (figures["requests"], figures["cost"]) == (3, pytest.approx(0.03))  # the app's only
+    own = figures["platform_calls"]
+    assert own == {"source": "internal", "requests": 4, "cost": pytest.approx(0.071)}
+    # What it points to lists those calls, and the figure is the same whatever the source.
+    listed = summary(source=own["source"])
+    assert (listed["requests"], listed["cost"]) == (4, pytest.approx(0.071))
+    assert summary(source="all")["platform_calls"] == own
+    assert summary(source="all")["cost"] == pytest.approx(0.101)
+    # The other filters narrow it as they narrow the app's figures.
+    large = summary(model="m-large")
+    assert (large["requests"], large["platform_calls"]["requests"]) == (1, 1)
+    assert large["platform_calls"]["cost"] == pytest.approx(0.05)
+    # None in the window: zero, not missing.
+    empty = http.get("/api/monitoring/summary", params={"window": "1h", "model": "none"}).json()
+    assert empty["platform_calls"] == {"source": "internal", "requests": 0, "cost": 0.0}
+
+
 def test_drift_samples_leave_out_evaluation_calls(db: Database) -> None:
     from llmdeck.monitoring import drift
 
@@ -503,3 +544,23 @@ def test_console_feedback_says_what_is_wrong_and_the_dashboard_credits_the_root_
     everything = client.get("/monitoring", params={"window": "1h", "source": "all"})
     data = json.loads(re.search(r'id="chart-data">(.*?)</script>', everything.text, re.S).group(1))
     assert sum(data["charts"][0]["series"][0]["values"]) == 2
+
+
+def test_the_dashboard_shows_the_platforms_own_calls_beside_the_apps(console, db) -> None:
+    client, project_id, _ = console
+    _own_and_app_calls(db, project_id)
+    page = client.get("/monitoring", params={"window": "1h"})
+    assert re.search(r'data-metric="requests">3<', page.text)
+    assert re.search(r'data-metric="cost">\$0\.0300<', page.text)  # the app's only
+    line = re.search(r"<p[^>]*data-platform-calls>(.*?)</p>", page.text, re.S).group(1)
+    assert "Platform's own calls (evaluations, drift checks, knowledge-base indexing)" in line
+    assert "4 calls, $0.0710, not counted above" in line
+    link = re.search(r'href="([^"]+)">show them', line).group(1).replace("&amp;", "&")
+    assert "source=internal" in link and "window=1h" in link
+    theirs = client.get(link)
+    assert re.search(r'data-metric="requests">4<', theirs.text)
+    assert re.search(r'data-metric="cost">\$0\.0710<', theirs.text)
+    assert "data-platform-calls" not in theirs.text  # they are the figures themselves
+    everything = client.get("/monitoring", params={"window": "1h", "source": "all"})
+    assert re.search(r'data-metric="requests">7<', everything.text)
+    assert "4 calls, $0.0710, counted above" in everything.text

@@ -144,11 +144,23 @@ def summary(
     filters: dict[str, str | None] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Totals over the window, with feedback."""
+    """Totals over the window, with feedback, and `platform_calls`: the number and cost of
+    the platform's own calls in it (evaluations, drift checks, indexing), which the default
+    source leaves out of the other figures but which still cost money."""
     span = window_of(window)
-    return summary_since(
-        session, project_id=project_id, span=span, filters=filters, now=now, window=window
+    until = now or datetime.now(UTC)
+    filters = filters or {}
+    figures = summary_since(
+        session, project_id=project_id, span=span, filters=filters, now=until, window=window
     )
+    internal = {**filters, "source": "internal"}
+    own = rows_of(session, project_id, internal, since=until - span, until=until)
+    figures["platform_calls"] = {
+        "source": "internal",
+        "requests": len(own),
+        "cost": sum(r.cost or 0.0 for r in own),
+    }
+    return figures
 
 
 def summary_since(

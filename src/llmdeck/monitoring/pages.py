@@ -31,8 +31,10 @@ GROUP_LABELS |= {"tag": "Tag", "source": "Source"}
 TRAFFIC_LABELS = {
     "app": "Application traffic",
     "all": "All traffic",
-    "internal": "Platform checks (drift, evaluations)",
+    "internal": "Platform's own calls",
 }
+# What calls.INTERNAL_SOURCES are, in the words the dashboard uses.
+PLATFORM_CALLS = "evaluations, drift checks, knowledge-base indexing"
 
 
 @pages.router.get("/monitoring/assets/{name}")
@@ -125,6 +127,7 @@ def dashboard(
         "groups": GROUP_LABELS,
         "source": source,
         "sources": TRAFFIC_LABELS,
+        "platform_calls": PLATFORM_CALLS,
         "summary": summary,
         "charts": _charts(series),
         "top_models": top_models,

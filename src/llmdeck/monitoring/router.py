@@ -74,7 +74,10 @@ def get_summary(
     principal: Principal = Depends(get_principal),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
-    """Totals over the window, with feedback (on the traces the filters keep)."""
+    """Totals over the window, with feedback (on the traces the filters keep).
+
+    platform_calls: the number and cost of the platform's own calls in the window
+    (evaluations, drift checks, indexing; source=internal lists them), whatever `source`."""
     return metrics.summary(
         session,
         project_id=principal.project_id,
