@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from llmdeck.catalog import service
 from llmdeck.catalog.schemas import MAX_CONTEXT_WINDOW, ModelCreate, ModelUpdate
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
-from llmdeck.console.forms import say
+from llmdeck.console.forms import field_errors
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError, NotFound, PermissionDenied
 
@@ -83,7 +83,7 @@ def add_model(
             model = service.create(session, settings=request.app.state.runtime.settings, data=data)
             alias_added = model.alias
     except ValidationError as exc:
-        errors = {str(e["loc"][0]): say(e) for e in exc.errors()}
+        errors = field_errors(exc)
         if not form["base_url"]:  # optional for other providers, required on this form
             errors["base_url"] = "Required."
         return _render(request, viewer, form=form | {"key_typed": bool(api_key)}, errors=errors)

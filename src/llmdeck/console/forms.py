@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from pydantic import ValidationError
+
 
 def _number(value) -> str:
     if isinstance(value, float) and value.is_integer():
@@ -63,3 +67,18 @@ def say(error: dict) -> str:
     if kind == "list_type":
         return "Enter a list."
     return str(error.get("msg", "Invalid value.")).removeprefix("Value error, ")
+
+
+def field_errors(
+    exc: ValidationError, *, default: str = "form", rename: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A form's messages by field: the first of each field's errors, in words.
+
+    An error about no field (a model validator's) goes to `default`; `rename` shows a
+    field's message beside another (a pair of buttons' beside the box next to them)."""
+    rename = rename or {}
+    errors: dict[str, str] = {}
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else default
+        errors.setdefault(rename.get(field, field), say(error))
+    return errors

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from pydantic import ValidationError
 
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
-from llmdeck.console.forms import say
+from llmdeck.console.forms import field_errors
 from llmdeck.core.errors import LLMDeckError
 from llmdeck.gateway import config as service
 from llmdeck.gateway.config_pages import CONFIGURE, PAGE, blank, done, render_page, runtime
@@ -41,9 +41,7 @@ def save_cache(
     try:
         spec = CacheSpec(project=viewer.project.name, exact=bool(exact), **given)
     except ValidationError as exc:
-        errors = {}
-        for e in exc.errors(include_url=False):
-            errors.setdefault(str(e["loc"][0]) if e["loc"] else "form", say(e))
+        errors = field_errors(exc)
         return render_page(request, viewer, forms={"cache": form}, errors={"cache": errors})
     try:
         with runtime(request).db.session() as session:

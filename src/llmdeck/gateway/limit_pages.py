@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from pydantic import ValidationError
 
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
-from llmdeck.console.forms import say
+from llmdeck.console.forms import field_errors
 from llmdeck.core.errors import LLMDeckError
 from llmdeck.gateway import config as service
 from llmdeck.gateway.config_pages import CONFIGURE, PAGE, blank, done, render_page, runtime
@@ -40,9 +40,7 @@ def save_limit(
     try:
         spec = LimitSpec(**_limit_target(viewer, scope, key), **values, budget_period=budget_period)
     except ValidationError as exc:
-        errors = {}
-        for e in exc.errors(include_url=False):
-            errors.setdefault(str(e["loc"][0]) if e["loc"] else "key", say(e))
+        errors = field_errors(exc, default="key")
         if "key" in errors:
             errors["key"] = "Pick the API key to limit."
         return render_page(request, viewer, forms={"limit": form}, errors={"limit": errors})

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
-from llmdeck.console.forms import say
+from llmdeck.console.forms import field_errors
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import LLMDeckError, NotFound
 from llmdeck.monitoring import alerts, drift, feedback, metrics, retention
@@ -216,11 +216,8 @@ def give_feedback(
         with request.app.state.runtime.db.session() as session:
             feedback.create(session, project_id=viewer.project.id, trace_id=trace_id, data=data)
     except ValidationError as exc:
-        errors: dict[str, str] = {}
-        for e in exc.errors(include_url=False):
-            field = str(e["loc"][0]) if e["loc"] else "form"
-            # A thumb with a score: said beside the score, the thumbs being buttons.
-            errors.setdefault("score" if field == "thumbs" else field, say(e))
+        # A thumb with a score: said beside the score, the thumbs being buttons.
+        errors = field_errors(exc, rename={"thumbs": "score"})
         return _trace_page(request, viewer, trace_id, form=form, errors=errors)
     except LLMDeckError as exc:
         return _trace_page(request, viewer, trace_id, form=form, errors={"form": exc.message})
@@ -284,10 +281,7 @@ def create_alert(
                 session, request.app.state.runtime.settings, project_id=viewer.project.id, data=data
             )
     except ValidationError as exc:
-        errors: dict[str, str] = {}
-        for e in exc.errors(include_url=False):
-            errors.setdefault(str(e["loc"][0]) if e["loc"] else "form", say(e))
-        return _alerts(request, viewer, form=form, errors=errors)
+        return _alerts(request, viewer, form=form, errors=field_errors(exc))
     except LLMDeckError as exc:
         field = exc.param if exc.param in form else "form"
         return _alerts(request, viewer, form=form, errors={field: exc.message})
