@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from llmdeck.core.errors import InvalidRequest
 from llmdeck.core.settings import get_settings
 from llmdeck.identity import service as identity
 from llmdeck.identity.schemas import Principal
+from llmdeck.knowledge import filters as metadata_filters
 from llmdeck.knowledge import ingest as _ingest  # noqa: F401 - registers the ingestion job
 from llmdeck.knowledge import parsing, retrieval, service
 from llmdeck.knowledge.chunking import ChunkingConfig
@@ -31,25 +31,6 @@ def _principal(project: str) -> Principal:
     with db_session() as session:
         target = identity.get_project_by_name_or_raise(session, name=project)
         return Principal(project_id=target.id, project_name=target.name, role="admin")
-
-
-def _json_object(option: str, text: str) -> dict:
-    """The JSON object an option holds; anything else is refused with the option's name."""
-    example = '{"document": "faq.md"}'
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"{option} must be a JSON object, e.g. {example} ({exc.msg} at character "
-            f"{exc.pos + 1}).",
-            param=option,
-        ) from None
-    if not isinstance(value, dict):
-        raise InvalidRequest(
-            f"{option} must be a JSON object, e.g. {example}; got {type(value).__name__}.",
-            param=option,
-        )
-    return value
 
 
 def _runtime():
@@ -344,7 +325,10 @@ def _default(field: str):
 MODE = typer.Option(_default("mode"), help="hybrid, keyword or vector.")
 TOP_K = typer.Option(_default("top_k"), help="How many chunks.")
 FILTERS = typer.Option(
-    "{}", "--filter", help='Metadata filters, JSON: {"document": "faq.md", "row": [1, 2]}.'
+    "",
+    "--filter",
+    help="Metadata filters: key=value (one per line; a key on several lines matches any of "
+    'its values), or JSON: {"document": "faq.md", "row": [1, 2]}.',
 )
 KEYWORD_WEIGHT = typer.Option(_default("keyword_weight"), help="Keyword ranking's RRF weight.")
 VECTOR_WEIGHT = typer.Option(_default("vector_weight"), help="Vector ranking's RRF weight.")
@@ -365,8 +349,8 @@ OPTIONS = {
 
 
 def _retrieval(**values):
-    """The retrieval fields as the API takes them, --filter parsed from its JSON."""
-    return {**values, "filters": _json_object("--filter", values["filters"])}
+    """The retrieval fields as the API takes them, --filter parsed as the console parses it."""
+    return {**values, "filters": metadata_filters.parse(values["filters"], name="--filter")}
 
 
 @kb.command("search")
