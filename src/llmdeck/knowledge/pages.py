@@ -9,8 +9,10 @@ from pydantic import ValidationError
 
 from llmdeck.console import flash
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
+from llmdeck.console.forms import say
 from llmdeck.console.shell import PageSet, console_of
-from llmdeck.core.errors import LLMDeckError, NotFound
+from llmdeck.core.errors import InvalidRequest, LLMDeckError, NotFound
+from llmdeck.knowledge import filters as metadata_filters
 from llmdeck.knowledge import ingest as _ingest  # noqa: F401 - registers the ingestion job
 from llmdeck.knowledge import parsing, retrieval, service
 from llmdeck.knowledge.models import Chunk
@@ -24,12 +26,30 @@ from llmdeck.knowledge.schemas import (
 pages = PageSet("knowledge", __file__)
 pages.nav("Knowledge", "/knowledge", section="Build", order=40, icon="box")
 CHANGE = "change knowledge bases"
-# What to fix, per search field, when SearchRequest refuses it (the rules stay in the schema).
+# The retrieval options the search and ask forms post, named as in SearchRequest; the
+# last ones sit under "Advanced options". A blank or missing one takes the API's default.
+OPTIONS = (
+    "mode",
+    "top_k",
+    "filters",
+    "keyword_weight",
+    "vector_weight",
+    "mmr",
+    "mmr_lambda",
+    "rerank",
+)
+ADVANCED = OPTIONS[2:]
+# What to fix, per field, when SearchRequest refuses it (the rules stay in the schema).
 SEARCH_HELP = {
     "query": "Type what to search for (at most 4,000 characters).",
     "mode": "Choose hybrid, keyword or vector.",
     "top_k": "Enter a whole number from 1 to 100.",
+    "keyword_weight": "Enter a number from 0 to 10.",
+    "vector_weight": "Enter a number from 0 to 10.",
+    "mmr_lambda": "Enter a number from 0 to 1.",
+    "rerank": "Choose none or embedding.",
 }
+ASK_HELP = {**SEARCH_HELP, "query": "Type a question (at most 4,000 characters)."}
 
 
 def _list(
@@ -89,10 +109,10 @@ def _detail(request: Request, viewer: Viewer, ref: str, *, template: str | None 
             "kb": service.to_public(session, kb),
             "documents": service.documents_public(session, kb=kb, documents=documents),
             "supported": parsing.SUPPORTED,
-            "answer": None,
-            "question": "",
+            "filter_keys": sorted(service.metadata_keys(session, kb_id=kb.id)[0]),
             "error": None,
-            "search": {"form": {"mode": "hybrid", "top_k": "5"}, "errors": {}},
+            "search": _panel(_blank_form(), {}),
+            "ask": _panel(_blank_form(), {}),
             **extra,
         }
     context["busy"] = bool(context["kb"].building_version) or any(
@@ -168,46 +188,103 @@ async def upload_page(
     return RedirectResponse(f"/knowledge/{kb}", status_code=303)
 
 
-@pages.router.post("/knowledge/{kb}/ask", dependencies=[Depends(csrf_protected)])
-async def ask_page(
-    request: Request, kb: str, question: str = Form(""), viewer: Viewer = Depends(signed_in)
-):
-    viewer.require("builder", "ask knowledge bases")
+def _shown(value) -> str:
+    """A request field's value as its form input holds it."""
+    if isinstance(value, bool):
+        return "on" if value else ""  # a ticked checkbox posts "on"
+    if isinstance(value, dict):
+        return ""  # filters: none
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _blank_form() -> dict[str, str]:
+    """The search and ask forms as first shown: the API's defaults."""
+    fields = SearchRequest.model_fields
+    defaults = {name: fields[name].get_default(call_default_factory=True) for name in OPTIONS}
+    return {"query": "", **{name: _shown(value) for name, value in defaults.items()}}
+
+
+async def _posted(request: Request, query_field: str) -> dict[str, str]:
+    """The search or ask form as typed, kept to show again; a field not sent is its default,
+    except the MMR box, which a browser leaves out when unticked."""
+    data = await request.form()
+    form = {**_blank_form(), "mmr": ""}
+    form["query"] = str(data.get(query_field, ""))
+    form.update({name: str(data[name]) for name in OPTIONS if name in data})
+    return form
+
+
+def _request(schema, form: dict[str, str], hints: dict[str, str], **fixed):
+    """`schema`'s request from a posted form, or a message per field it refuses."""
+    errors: dict[str, str] = {}
+    payload = {"query": form["query"].strip(), **fixed}
+    payload.update({name: form[name] for name in OPTIONS if form[name].strip()})
     try:
-        body = AskRequest(query=question.strip(), max_tokens=200)
-        answer = await retrieval.ask(request.app.state.runtime, viewer.principal, kb, body)
-    except ValidationError:
-        return _detail(request, viewer, kb, error="Type a question first.")
-    except LLMDeckError as exc:
-        return _detail(request, viewer, kb, error=exc.message, question=question)
-    return _detail(request, viewer, kb, answer=answer, question=question)
+        payload["filters"] = metadata_filters.parse(form["filters"], name="Filter")
+    except InvalidRequest as exc:
+        errors["filters"] = exc.message
+        payload["filters"] = {}  # still check the other fields, to say everything at once
+    try:
+        body = schema.model_validate(payload)
+    except ValidationError as exc:
+        for problem in exc.errors(include_url=False):
+            field = str(problem["loc"][0]) if problem["loc"] else "form"
+            errors.setdefault(field, hints.get(field) or say(problem))
+        return None, errors
+    return (None if errors else body), errors
+
+
+def _refused(errors: dict[str, str], exc: LLMDeckError) -> None:
+    """Put a service's refusal beside the field it names (e.g. an unknown filter key)."""
+    errors[exc.param if exc.param in ("query", *OPTIONS) else "form"] = exc.message
+
+
+def _panel(form: dict[str, str], errors: dict[str, str], result=None) -> dict:
+    """What the search or ask form shows: as typed, with its messages and its result.
+    "Advanced options" start open when anything in them was changed or needs a look."""
+    blank = _blank_form()
+    notice = getattr(result, "notice", None)
+    touched = any(form[name].strip() != blank[name] for name in ADVANCED)
+    needs_look = bool(notice) or any(name in errors for name in ADVANCED)
+    return {
+        "form": form,
+        "errors": errors,
+        "result": result,
+        "notice": notice,
+        "open": touched or needs_look,
+    }
+
+
+@pages.router.post("/knowledge/{kb}/ask", dependencies=[Depends(csrf_protected)])
+async def ask_page(request: Request, kb: str, viewer: Viewer = Depends(signed_in)):
+    """An answer with citations, through the same ask as the API and its retrieval options."""
+    viewer.require("builder", "ask knowledge bases")
+    form = await _posted(request, "question")
+    body, errors = _request(AskRequest, form, ASK_HELP, max_tokens=200)
+    answer = None
+    if body is not None:
+        try:
+            answer = await retrieval.ask(request.app.state.runtime, viewer.principal, kb, body)
+        except LLMDeckError as exc:
+            _refused(errors, exc)
+    return _detail(request, viewer, kb, ask=_panel(form, errors, answer))
 
 
 @pages.router.post("/knowledge/{kb}/search", dependencies=[Depends(csrf_protected)])
-async def search_page(
-    request: Request,
-    kb: str,
-    query: str = Form(""),
-    mode: str = Form("hybrid"),
-    top_k: str = Form("5"),
-    viewer: Viewer = Depends(signed_in),
-):
+async def search_page(request: Request, kb: str, viewer: Viewer = Depends(signed_in)):
     """Ranked chunks, through the same search as the API; htmx swaps in just the panel."""
-    form = {"query": query, "mode": mode, "top_k": top_k}
-    errors: dict[str, str] = {}
+    form = await _posted(request, "query")
+    body, errors = _request(SearchRequest, form, SEARCH_HELP)
     result = None
-    try:
-        body = SearchRequest.model_validate({"query": query.strip(), "mode": mode, "top_k": top_k})
-        result = await retrieval.search(request.app.state.runtime, viewer.principal, kb, body)
-    except ValidationError as exc:
-        for problem in exc.errors():
-            field = str(problem["loc"][0])
-            errors.setdefault(field, SEARCH_HELP.get(field, problem["msg"]))
-    except LLMDeckError as exc:
-        errors[exc.param if exc.param in SEARCH_HELP else "form"] = exc.message
-    search = {"form": form, "errors": errors, "result": result}
+    if body is not None:
+        try:
+            result = await retrieval.search(request.app.state.runtime, viewer.principal, kb, body)
+        except LLMDeckError as exc:
+            _refused(errors, exc)
     partial = "knowledge/_search.html" if request.headers.get("hx-request") else None
-    return _detail(request, viewer, kb, template=partial, search=search)
+    return _detail(request, viewer, kb, template=partial, search=_panel(form, errors, result))
 
 
 @pages.router.get("/knowledge/{kb}/documents/{document}/delete")
