@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.gateway import load
+from bench.gateway import load, record
 
 REPO = Path(__file__).resolve().parents[2]
 LITELLM_VENV = REPO / ".cache" / "bench-litellm-venv"
@@ -366,13 +366,15 @@ def _report(
     for n in names:
         ok = [r.throughput for r in results[n].values() if r.error_rate < 0.001]
         lines.append(f"- {n}: {max(ok):.0f} req/s" if ok else f"- {n}: none under 0.1% errors")
+    ratio = "not measured"
     if "litellm" in results:
         best = {
             n: max((r.throughput for r in results[n].values() if r.error_rate < 0.001), default=0)
             for n in ("llmdeck", "litellm")
         }
         if best["litellm"]:
-            lines.append(f"- llmdeck / LiteLLM: {best['llmdeck'] / best['litellm']:.1f}x")
+            ratio = f"{best['llmdeck'] / best['litellm']:.1f}x"
+            lines.append(f"- llmdeck / LiteLLM: {ratio}")
     lines += [
         "",
         f"The same request to an upstream that answers after {MODEL_DELAY_MS} ms (like a fast "
@@ -394,6 +396,7 @@ def _report(
                 for r in rounds
             ]
             lines.append(f"- {n}, c={c}: " + "; ".join(each))
+    lines += ["", *_record(model_like, ratio, busy)]
     lines += ["", f"{STREAMS} concurrent streams opened at once (each to `[DONE]`):", ""]
     for n, r in streams.items():
         lines.append(
@@ -404,6 +407,39 @@ def _report(
     lines += [f"- {n}: {mib:.0f} MiB" for n, mib in memory.items()]
     lines += ["", *_semantic_cache_quality()]
     return "\n".join(lines) + "\n"
+
+
+def _record(model_like, ratio: str, busy: tuple[float, float]) -> list[str]:
+    """This run's headline (c=64, slow upstream) added to those of the runs before it."""
+    direct = model_like["direct"][64]
+
+    def added(name: str) -> str:
+        r = model_like[name][64]
+        return (
+            f"{_added(r.percentile(0.5) - direct.percentile(0.5))} / "
+            f"{_added(r.percentile(0.99) - direct.percentile(0.99))}"
+        )
+
+    root = Path(__file__).resolve().parents[2]
+    output = root / "BENCHMARKS.md"
+    rows = record.previous_rows(output.read_text() if output.exists() else "")
+    rows.append(
+        record.row(
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+            record.code_version(root),
+            added("llmdeck"),
+            added("floor"),
+            ratio,
+            f"{busy[0]:.1f} / {busy[1]:.1f}",
+        )
+    )
+    return [
+        f"Every recorded run's added latency at concurrency 64 against the {MODEL_DELAY_MS} "
+        "ms upstream, newest first (`code`: the commit measured; runs from before the record "
+        "began, of older code, are in this file's git history):",
+        "",
+        *record.render(rows),
+    ]
 
 
 def _latency_table(results: dict[str, dict[int, load.Result]], concurrency) -> list[str]:
