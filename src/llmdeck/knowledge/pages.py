@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from llmdeck.console import flash
 from llmdeck.console.auth import Viewer, csrf_protected, signed_in
-from llmdeck.console.forms import say
+from llmdeck.console.forms import field_errors
 from llmdeck.console.shell import PageSet, console_of
 from llmdeck.core.errors import InvalidRequest, LLMDeckError, NotFound
 from llmdeck.knowledge import filters as metadata_filters
@@ -229,9 +229,8 @@ def _request(schema, form: dict[str, str], hints: dict[str, str], **fixed):
     try:
         body = schema.model_validate(payload)
     except ValidationError as exc:
-        for problem in exc.errors(include_url=False):
-            field = str(problem["loc"][0]) if problem["loc"] else "form"
-            errors.setdefault(field, hints.get(field) or say(problem))
+        for field, message in field_errors(exc).items():
+            errors.setdefault(field, hints.get(field) or message)
         return None, errors
     return (None if errors else body), errors
 
